@@ -29,7 +29,8 @@ def _run(*args: str | Path) -> int:
 def _install() -> None:
     if not PY.exists():
         venv.EnvBuilder(with_pip=True).create(VENV)
-    code = _run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-e", ".[dev]")
+    pip = (PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check")
+    code = _run(*pip, "-e", ".[dev]")
     if code:
         sys.exit(code)
 
@@ -61,6 +62,7 @@ def demo(extra: list[str]) -> int:
 
 
 def main() -> int:
+    """Dispatch to the command named on the command line."""
     commands = {"test": test, "demo": demo}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__)

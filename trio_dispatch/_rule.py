@@ -112,7 +112,9 @@ class RecurrenceRule:
         else:
             v.integer("interval", self.interval, 0, v.UINT32_MAX)
         if self.end_criteria is not None and not isinstance(self.end_criteria, EndCriteria):
-            raise TypeError(f"end_criteria must be an EndCriteria or None, got {self.end_criteria!r}")
+            raise TypeError(
+                f"end_criteria must be an EndCriteria or None, got {self.end_criteria!r}"
+            )
         set_ = object.__setattr__
         set_(self, "byminutes", v.int_tuple("byminutes", self.byminutes, range(60), "0..59"))
         set_(self, "byhours", v.int_tuple("byhours", self.byhours, range(24), "0..23"))

@@ -49,7 +49,9 @@ def integer(field: str, value: object, lo: int, hi: int) -> int:
     return value
 
 
-def int_tuple(field: str, values: object, allowed: range | frozenset[int], what: str) -> tuple[int, ...]:
+def int_tuple(
+    field: str, values: object, allowed: range | frozenset[int], what: str
+) -> tuple[int, ...]:
     """Check a collection of integers against the allowed values; return a sorted tuple.
 
     `what` describes the allowed values for the error message, e.g. ``"0..59"``.
