@@ -1,0 +1,1 @@
+"""The embedded dispatch server: a real `MicrogridDispatchService` with SQLite storage."""
