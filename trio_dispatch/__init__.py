@@ -4,6 +4,29 @@ Everything public is importable from here; the ``_modules`` behind it are privat
 may move between releases.
 """
 
+from ._broadcast import Receiver as Receiver
+from ._broadcast import ReceiverStatistics as ReceiverStatistics
+from ._client import DispatchClient as DispatchClient
+from ._client import DispatchListing as DispatchListing
+from ._client import DispatchPage as DispatchPage
+from ._client import SortField as SortField
+from ._client import SortOrder as SortOrder
+from ._client import StreamEvent as StreamEvent
+from ._client import StreamItem as StreamItem
+from ._client import open_client as open_client
+from ._dispatcher import Backoff as Backoff
+from ._dispatcher import ConnectionState as ConnectionState
+from ._dispatcher import Dispatcher as Dispatcher
+from ._dispatcher import DispatcherStatistics as DispatcherStatistics
+from ._dispatcher import LifecycleEvents as LifecycleEvents
+from ._dispatcher import RunningStatusChanges as RunningStatusChanges
+from ._dispatcher import open_dispatcher as open_dispatcher
+from ._events import Created as Created
+from ._events import Deleted as Deleted
+from ._events import LifecycleEvent as LifecycleEvent
+from ._events import RunningState as RunningState
+from ._events import RunningStatus as RunningStatus
+from ._events import Updated as Updated
 from ._exceptions import DispatchApiError as DispatchApiError
 from ._exceptions import DispatchConnectionError as DispatchConnectionError
 from ._exceptions import DispatchError as DispatchError
@@ -28,24 +51,47 @@ from ._target import TargetIds as TargetIds
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "MAX_PAYLOAD_DEPTH",
+    "Backoff",
     "BatteryType",
     "ComponentCategory",
+    "ConnectionState",
+    "Created",
+    "Deleted",
     "Dispatch",
     "DispatchApiError",
+    "DispatchClient",
     "DispatchConnectionError",
     "DispatchError",
+    "DispatchListing",
+    "DispatchPage",
+    "Dispatcher",
+    "DispatcherStatistics",
     "EndCriteria",
     "EvChargerType",
     "Frequency",
     "InvalidDispatchError",
     "InverterType",
+    "LifecycleEvent",
+    "LifecycleEvents",
+    "Receiver",
+    "ReceiverStatistics",
     "RecurrenceRule",
     "Run",
+    "RunningState",
+    "RunningStatus",
+    "RunningStatusChanges",
+    "SortField",
+    "SortOrder",
+    "StreamEvent",
+    "StreamItem",
     "Target",
     "TargetCategories",
     "TargetCategory",
     "TargetIds",
+    "Updated",
     "Weekday",
+    "open_client",
+    "open_dispatcher",
 ]
 
 # Show public names as trio_dispatch.X in reprs, tracebacks and docs.

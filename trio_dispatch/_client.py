@@ -159,6 +159,16 @@ class DispatchClient:
         self._call_timeout = call_timeout
         self._clock = clock
         self._on_invalid = on_invalid
+        self._invalid = 0
+
+    @property
+    def invalid_dispatches(self) -> int:
+        """How many dispatches from the server were skipped as invalid so far."""
+        return self._invalid
+
+    def _skip(self, error: InvalidDispatchError) -> None:
+        self._invalid += 1
+        self._on_invalid(error)
 
     # -- plumbing --------------------------------------------------------------------
 
@@ -179,7 +189,7 @@ class DispatchClient:
         try:
             return dispatch_from_proto(msg)
         except InvalidDispatchError as exc:
-            self._on_invalid(exc)
+            self._skip(exc)
             return None
 
     def _decode_or_raise(self, msg: pb.Dispatch | None) -> Dispatch:
@@ -477,7 +487,7 @@ class DispatchClient:
             _log.warning("skipping a stream message with unknown event %d", event)
             return None
         if msg.dispatch is None:
-            self._on_invalid(InvalidDispatchError(0, "stream message carries no dispatch"))
+            self._skip(InvalidDispatchError(0, "stream message carries no dispatch"))
             return None
         dispatch = self._decode(msg.dispatch)
         return None if dispatch is None else StreamItem(StreamEvent(event), dispatch)
