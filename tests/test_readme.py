@@ -54,7 +54,7 @@ async def test_seed_example_drives_an_actor(
     clock = WallClock()
     t0 = clock()
     namespace: dict[str, Any] = {}
-    exec(compile(seed_example(), str(README), "exec"), namespace)  # noqa: S102
+    exec(compile(seed_example(), str(README), "exec"), namespace)
     # The one change to the code as shown: the dispatcher reads the test's wall clock,
     # which follows trio's fake clock.
     namespace["open_dispatcher"] = functools.partial(trio_dispatch.open_dispatcher, clock=clock)
