@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import math
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -54,7 +55,12 @@ __all__ = [
 _log = logging.getLogger("trio_dispatch")
 
 MAX_SLEEP: Final = 60.0
-"""Longest the scheduler sleeps (seconds) before it looks at the wall clock again."""
+"""Longest the scheduler sleeps (seconds) before it looks at the wall clock again.
+
+Not applied to a clock with a true ``follows_trio_clock`` attribute (like
+`trio_dispatch.testing.WallClock`): such a clock cannot step behind trio's back, and
+waking every minute would make a simulated month cost 43,200 wake-ups.
+"""
 
 DEFAULT_BUFFER_SIZE: Final = 1024
 """Items a receiver may queue before its queue is coalesced per dispatch."""
@@ -187,6 +193,7 @@ class Dispatcher:
         self._lifecycle: Broadcast[LifecycleEvent] = Broadcast(_dispatch_id, buffer_size)
         self._running: Broadcast[RunningStatus] = Broadcast(_dispatch_id, buffer_size)
         self._wakeup = trio.Event()
+        self._max_sleep = math.inf if getattr(clock, "follows_trio_clock", False) else MAX_SLEEP
         self._reconnects = 0
         self.last_error: BaseException | None = None
         self.connection: trio_util.AsyncValue[ConnectionState] = trio_util.AsyncValue(
@@ -277,9 +284,9 @@ class Dispatcher:
             self._wakeup = trio.Event()
             self._publish_due()
             deadline = self._scheduler.next_deadline()
-            delay = MAX_SLEEP
+            delay = self._max_sleep
             if deadline is not None:
-                delay = min(MAX_SLEEP, max(0.0, (deadline - self._clock()).total_seconds()))
+                delay = min(delay, max(0.0, (deadline - self._clock()).total_seconds()))
             with trio.move_on_after(delay):
                 await self._wakeup.wait()
 
