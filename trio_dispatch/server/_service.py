@@ -21,11 +21,10 @@ from datetime import datetime
 from typing import Any, Final
 
 import grpclib.const
+import grpclib.encoding.proto
 import grpclib.server
 from grpclib.exceptions import GRPCError
 
-from .._convert import dispatch_to_proto
-from .._model import Dispatch
 from .._proto.frequenz.api.common.v1alpha8 import pagination as pb_page
 from .._proto.frequenz.api.common.v1alpha8 import streaming as pb_streaming
 from .._proto.frequenz.api.dispatch import v1 as pb
@@ -46,11 +45,42 @@ _Status = grpclib.const.Status
 _Unary = grpclib.const.Cardinality.UNARY_UNARY
 
 
+class Encoded:
+    """A reply serialized in advance; `WireCodec` sends its bytes as they are."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class WireCodec(grpclib.encoding.proto.ProtoCodec):
+    """grpclib's protobuf codec, plus pass-through of `Encoded` replies."""
+
+    def encode(self, message: Any, message_type: type[Any]) -> bytes:
+        """Serialize `message` (or return the bytes of an `Encoded` one)."""
+        if isinstance(message, Encoded):
+            return message.data
+        return super().encode(message, message_type)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field: tag, length, bytes."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
 class _Subscriber:
     def __init__(self) -> None:
-        self.queue: asyncio.Queue[pb.StreamMicrogridDispatchesResponse] = asyncio.Queue(
-            SUBSCRIBER_QUEUE_SIZE
-        )
+        self.queue: asyncio.Queue[Encoded] = asyncio.Queue(SUBSCRIBER_QUEUE_SIZE)
         self.overflowed = False
 
 
@@ -139,13 +169,12 @@ class DispatchService:
         except ApiError as exc:
             raise GRPCError(grpclib.const.Status[exc.status], exc.message) from None
 
-    def _publish(self, microgrid_id: int, event: pb_streaming.Event, dispatch: Dispatch) -> None:
+    def _publish(self, microgrid_id: int, event: pb_streaming.Event, body: bytes) -> None:
         subscribers = self._subscribers.get(microgrid_id)
         if not subscribers:
             return
-        message = pb.StreamMicrogridDispatchesResponse(
-            dispatch=dispatch_to_proto(dispatch), event=event
-        )
+        # StreamMicrogridDispatchesResponse: dispatch = 1, event = 2; encoded once for all.
+        message = Encoded(_field(1, body) + _varint(2 << 3) + _varint(int(event)))
         for subscriber in subscribers:
             if subscriber.overflowed:
                 continue
@@ -159,18 +188,19 @@ class DispatchService:
 
     def _list(self, request: pb.ListMicrogridDispatchesRequest) -> Any:
         page = self._store.list(request.microgrid_id, request)
-        return pb.ListMicrogridDispatchesResponse(
-            dispatches=[dispatch_to_proto(d) for d in page.items],
-            pagination_info=pb_page.PaginationInfo(
-                total_items=page.total_items, next_page_token=page.next_page_token
-            ),
+        info = pb_page.PaginationInfo(
+            total_items=page.total_items, next_page_token=page.next_page_token
         )
+        # ListMicrogridDispatchesResponse: dispatches = 1 (repeated), pagination_info = 2.
+        parts = [_field(1, self._store.encoded(d.id)) for d in page.items]
+        parts.append(_field(2, bytes(info)))
+        return Encoded(b"".join(parts))
 
     def _get(self, request: pb.GetMicrogridDispatchRequest) -> Any:
         dispatch = self._store.get(request.microgrid_id, request.dispatch_id)
-        return pb.GetMicrogridDispatchResponse(
-            microgrid_id=request.microgrid_id, dispatch=dispatch_to_proto(dispatch)
-        )
+        # GetMicrogridDispatchResponse: microgrid_id = 1, dispatch = 2.
+        head = _varint(1 << 3) + _varint(request.microgrid_id) if request.microgrid_id else b""
+        return Encoded(head + _field(2, self._store.encoded(dispatch.id)))
 
     def _create(self, request: pb.CreateMicrogridDispatchRequest) -> Any:
         if request.dispatch_data is None:
@@ -181,17 +211,23 @@ class DispatchService:
             start_immediately=bool(request.start_immediately),
             now=self._clock(),
         )
-        self._publish(request.microgrid_id, pb_streaming.Event.CREATED, dispatch)
-        return pb.CreateMicrogridDispatchResponse(dispatch=dispatch_to_proto(dispatch))
+        self._publish(
+            request.microgrid_id, pb_streaming.Event.CREATED, self._store.encoded(dispatch.id)
+        )
+        return Encoded(_field(1, self._store.encoded(dispatch.id)))  # Create...Response.dispatch
 
     def _update(self, request: pb.UpdateMicrogridDispatchRequest) -> Any:
         dispatch = self._store.update(request.microgrid_id, request, now=self._clock())
-        self._publish(request.microgrid_id, pb_streaming.Event.UPDATED, dispatch)
-        return pb.UpdateMicrogridDispatchResponse(dispatch=dispatch_to_proto(dispatch))
+        self._publish(
+            request.microgrid_id, pb_streaming.Event.UPDATED, self._store.encoded(dispatch.id)
+        )
+        return Encoded(_field(1, self._store.encoded(dispatch.id)))  # Update...Response.dispatch
 
     def _delete(self, request: pb.DeleteMicrogridDispatchRequest) -> Any:
-        dispatch = self._store.delete(request.microgrid_id, request.dispatch_id)
-        self._publish(request.microgrid_id, pb_streaming.Event.DELETED, dispatch)
+        self._store.get(request.microgrid_id, request.dispatch_id)  # NOT_FOUND before anything
+        body = self._store.encoded(request.dispatch_id)
+        self._store.delete(request.microgrid_id, request.dispatch_id)
+        self._publish(request.microgrid_id, pb_streaming.Event.DELETED, body)
         return pb.DeleteMicrogridDispatchResponse(
             microgrid_id=request.microgrid_id, dispatch_id=request.dispatch_id
         )

@@ -128,6 +128,7 @@ class DispatchStore:
         self._conn: sqlite3.Connection | None = conn
         self._name = name
         self._by_microgrid: dict[int, dict[int, Dispatch]] = {}
+        self._bodies: dict[int, bytes] = {}  # dispatch id -> serialized pb.Dispatch
         self._skipped = 0
         self._load()
 
@@ -202,6 +203,7 @@ class DispatchStore:
                 )
                 continue
             self._by_microgrid.setdefault(microgrid_id, {})[dispatch_id] = dispatch
+            self._bodies[dispatch_id] = body
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -260,6 +262,14 @@ class DispatchStore:
             )
         return found
 
+    def encoded(self, dispatch_id: int) -> bytes:
+        """The stored wire form (a serialized ``Dispatch`` message) of a held dispatch.
+
+        Serving these bytes as they are spares re-encoding every dispatch of every
+        listing and of every stream message (betterproto2 encodes in pure Python).
+        """
+        return self._bodies[dispatch_id]
+
     def dispatches(self, microgrid_id: int) -> Mapping[int, Dispatch]:
         """A read-only snapshot of a microgrid's dispatches, by id (empty if none)."""
         self._db()
@@ -316,6 +326,7 @@ class DispatchStore:
             )
             stored = _decode(dispatch_id, body)
         self._by_microgrid.setdefault(microgrid_id, {})[dispatch_id] = stored
+        self._bodies[dispatch_id] = body
         return stored
 
     @staticmethod
@@ -375,6 +386,7 @@ class DispatchStore:
             conn.execute("UPDATE dispatches SET body = ? WHERE dispatch_id = ?", (body, updated.id))
             stored = _decode(updated.id, body)
         self._by_microgrid[microgrid_id][updated.id] = stored
+        self._bodies[updated.id] = body
         return stored
 
     def delete(self, microgrid_id: int, dispatch_id: int) -> Dispatch:
@@ -388,6 +400,7 @@ class DispatchStore:
             conn.execute("DELETE FROM dispatches WHERE dispatch_id = ?", (dispatch_id,))
         grid = self._by_microgrid[microgrid_id]
         del grid[dispatch_id]
+        del self._bodies[dispatch_id]
         if not grid:
             del self._by_microgrid[microgrid_id]
         return deleted
