@@ -229,13 +229,27 @@ async def open_stream(
                 channel, path, request, reply_type, convert, metadata, send, space, subscribed
             )
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(pump)
-        await subscribed.wait()
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pump)
+            await subscribed.wait()
+            try:
+                yield receiver
+            finally:
+                nursery.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        # The strict nursery wraps even a lone error (the pump's, or the body's); the
+        # caller is promised the bare one, so that ``except DispatchConnectionError``
+        # works. A group of several errors stays a group.
+        if len(group.exceptions) != 1:
+            raise
+        error = group.exceptions[0]
+        context = error.__context__
         try:
-            yield receiver
+            raise error
         finally:
-            nursery.cancel_scope.cancel()
+            error.__context__ = context  # keep the error's own context, not the group
+            del error, context
 
 
 async def _aio_pump(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -18,13 +19,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, final
 
+import grpclib.protocol
 import grpclib.server
 import trio
 import trio_asyncio
 
 from .._transport import asyncio_loop
 from ._keys import KeyRing
-from ._service import DispatchService
+from ._service import DispatchService, WireCodec
 from ._store import DispatchStore
 
 __all__ = ["RunningServer", "open_dispatch_server", "serve_dispatch_api"]
@@ -71,6 +73,29 @@ def _utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class _Server(grpclib.server.Server):
+    """grpclib's server, remembering its connections so that stopping can close them.
+
+    grpclib's `close` only cancels the running handlers: its connections stay open, so
+    a client's stream would wait forever on a stopped server and the sockets leak.
+    """
+
+    def __init__(self, handlers: list[DispatchService]) -> None:
+        super().__init__(handlers, codec=WireCodec())
+        self._protocols: weakref.WeakSet[grpclib.protocol.H2Protocol] = weakref.WeakSet()
+
+    def _protocol_factory(self) -> grpclib.protocol.H2Protocol:
+        protocol = super()._protocol_factory()
+        self._protocols.add(protocol)
+        return protocol
+
+    def close_connections(self) -> None:
+        for protocol in list(self._protocols):
+            connection = getattr(protocol, "connection", None)
+            if connection is not None:
+                connection.close()
+
+
 async def serve_dispatch_api(
     *,
     keys: KeyRing | Iterable[str],
@@ -108,7 +133,7 @@ async def serve_dispatch_api(
     tls = None if tls_cert is None or tls_key is None else _server_tls(tls_cert, tls_key)
     with DispatchStore.open(database) as store:
         async with asyncio_loop():
-            server = grpclib.server.Server([DispatchService(store, ring, clock)])
+            server = _Server([DispatchService(store, ring, clock)])
             await trio_asyncio.aio_as_trio(server.start)(host, port, ssl=tls)
             try:
                 listening = server._server
@@ -120,8 +145,12 @@ async def serve_dispatch_api(
                 await trio.sleep_forever()
             finally:
                 server.close()
+                server.close_connections()
                 with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT):
                     await trio_asyncio.aio_as_trio(server.wait_closed)()
+                    # Let the closed transports run their callbacks before the loop
+                    # (possibly ours) goes away; otherwise the sockets are reported unclosed.
+                    await trio_asyncio.aio_as_trio(asyncio.sleep)(0)
 
 
 @asynccontextmanager
