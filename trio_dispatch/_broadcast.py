@@ -11,7 +11,7 @@ up sees every item.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Generic, TypeVar, final
@@ -48,7 +48,7 @@ class Receiver(trio.abc.ReceiveChannel[T], Generic[T]):
         self,
         owner: Broadcast[T],
         accept: Callable[[T], bool],
-        key: Callable[[T], int],
+        key: Callable[[T], Hashable],
         limit: int,
     ) -> None:
         self._owner = owner
@@ -75,7 +75,7 @@ class Receiver(trio.abc.ReceiveChannel[T], Generic[T]):
 
     def _coalesce(self) -> None:
         queue = self._queue
-        seen: set[int] = set()
+        seen: set[Hashable] = set()
         kept: list[T] = []
         for item in reversed(queue):
             key = self._key(item)
@@ -151,7 +151,7 @@ class Receiver(trio.abc.ReceiveChannel[T], Generic[T]):
 class Broadcast(Generic[T]):
     """One sender, many `Receiver` s."""
 
-    def __init__(self, key: Callable[[T], int], limit: int) -> None:
+    def __init__(self, key: Callable[[T], Hashable], limit: int) -> None:
         self._key = key
         self._limit = limit
         self._receivers: set[Receiver[T]] = set()

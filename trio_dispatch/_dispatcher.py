@@ -121,6 +121,12 @@ def _dispatch_id(item: LifecycleEvent | RunningStatus) -> int:
     return item.dispatch.id
 
 
+def _dispatch_id_and_type(status: RunningStatus) -> tuple[int, str]:
+    # A type change is a stop of the old type and a start of the new one: coalescing
+    # must keep both, or an actor of the old type would never see its stop.
+    return status.dispatch.id, status.dispatch.type
+
+
 @final
 class LifecycleEvents:
     """Subscribe to `Created` / `Updated` / `Deleted` events."""
@@ -194,7 +200,7 @@ class Dispatcher:
         self._rng = random.Random()
         self._scheduler = Scheduler()
         self._lifecycle: Broadcast[LifecycleEvent] = Broadcast(_dispatch_id, buffer_size)
-        self._running: Broadcast[RunningStatus] = Broadcast(_dispatch_id, buffer_size)
+        self._running: Broadcast[RunningStatus] = Broadcast(_dispatch_id_and_type, buffer_size)
         self._wakeup = trio.Event()
         follows_trio = getattr(clock, "follows_trio_clock", False)
         self._max_sleep = math.inf if follows_trio else MAX_SLEEP
@@ -403,7 +409,9 @@ async def open_dispatcher(
         single = _single_error(group)
         if single is None:
             raise
-        raise single from None
+        # Keep the error's own cause (the network error behind a DispatchConnectionError,
+        # the gRPC error behind a DispatchApiError); only the group is dropped.
+        raise single from single.__cause__
 
 
 def _warn_invalid(error: InvalidDispatchError) -> None:

@@ -139,7 +139,7 @@ class Scheduler:
         del self._current[dispatch_id]
         out: list[Transition] = [Deleted(entry.dispatch)]
         if entry.status is not None and entry.status.started:
-            out.append(_status(entry.dispatch, None, now))
+            out.append(_gone(entry.dispatch, now))
         return out
 
     def reconcile(self, dispatches: Iterable[Dispatch], now: datetime) -> list[Transition]:
@@ -176,7 +176,7 @@ class Scheduler:
         was = entry.status.started if entry.status is not None else False
         out: list[RunningStatus] = []
         if was and previous is not None and previous.type != dispatch.type:
-            out.append(_status(previous, None, now))
+            out.append(_gone(previous, now))
             was = False
         if run is None:
             if was:
@@ -220,6 +220,14 @@ def _status(dispatch: Dispatch, run: Run | None, now: datetime) -> RunningStatus
         decided_at=now,
         until=None if run is None else run.end,
         next_run=next_run,
+    )
+
+
+def _gone(dispatch: Dispatch, now: datetime) -> RunningStatus:
+    # A stop after which this version never runs again (deleted, or now of another
+    # type): no next run, whatever its schedule says.
+    return RunningStatus(
+        dispatch=dispatch, started=False, decided_at=now, until=None, next_run=None
     )
 
 
