@@ -162,7 +162,7 @@ def test_from_toml_str_path_and_empty_file(tmp_path: Path) -> None:
             '[[keys]]\nkey = "a"\nmicrogrids = [true]',
             "keys[0]: microgrids must be ids >= 0, got True",
         ),
-        ('[[keys]]\nkey = "a"\nmicrogrids = 7', "keys[0]: 'int' object is not iterable"),
+        ('[[keys]]\nkey = "a"\nmicrogrids = 7', "keys[0]: microgrids must be a list of ids, got 7"),
         ("[[keys]]\nmicrogrids = [1]", "keys[0]: key must be a non-empty str"),
         ('[[keys]]\nkey = ""', "keys[0]: key must be a non-empty str"),
         (

@@ -509,20 +509,53 @@ class DispatchListing:
         self._request = request
         self._page_size = page_size
 
-    async def pages(self) -> AsyncIterator[DispatchPage]:
+    def pages(self) -> AsyncIterator[DispatchPage]:
         """Iterate over the pages, fetching each when it is asked for."""
-        token: str | None = None
-        while True:
-            page = await self._client._list_page(self._request, self._page_size, token)
-            yield page
-            if page.next_page_token is None:
-                return
-            token = page.next_page_token
+        return _Pages(self._client, self._request, self._page_size)
 
-    async def __aiter__(self) -> AsyncIterator[Dispatch]:
-        async for page in self.pages():
-            for dispatch in page.dispatches:
-                yield dispatch
+    def __aiter__(self) -> AsyncIterator[Dispatch]:
+        return _Items(self.pages())
+
+
+# Plain classes rather than async generators: an async generator left early (``break``,
+# cancellation) is only finalized by the garbage collector, which trio reports.
+@final
+class _Pages:
+    def __init__(
+        self, client: DispatchClient, request: pb.ListMicrogridDispatchesRequest, page_size: int
+    ) -> None:
+        self._client = client
+        self._request = request
+        self._page_size = page_size
+        self._token: str | None = None
+        self._done = False
+
+    def __aiter__(self) -> _Pages:
+        return self
+
+    async def __anext__(self) -> DispatchPage:
+        if self._done:
+            raise StopAsyncIteration
+        page = await self._client._list_page(self._request, self._page_size, self._token)
+        self._token = page.next_page_token
+        self._done = self._token is None
+        return page
+
+
+@final
+class _Items:
+    def __init__(self, pages: AsyncIterator[DispatchPage]) -> None:
+        self._pages = pages
+        self._buffer: list[Dispatch] = []
+
+    def __aiter__(self) -> _Items:
+        return self
+
+    async def __anext__(self) -> Dispatch:
+        while not self._buffer:
+            page = await anext(self._pages)  # StopAsyncIteration ends us too
+            self._buffer = list(reversed(page.dispatches))
+        return self._buffer.pop()
 
 
 def _check_microgrid(microgrid_id: int) -> None:

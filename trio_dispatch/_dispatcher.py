@@ -38,7 +38,7 @@ import trio_util
 
 from ._broadcast import Broadcast, Receiver, ReceiverStatistics
 from ._client import DispatchClient, StreamEvent, StreamItem, open_client, system_clock
-from ._events import Created, LifecycleEvent, RunningStatus, Updated
+from ._events import Created, Deleted, LifecycleEvent, RunningStatus, Updated
 from ._exceptions import DispatchApiError, DispatchConnectionError, InvalidDispatchError
 from ._model import Dispatch
 from ._scheduler import Scheduler, Transition
@@ -268,13 +268,22 @@ class Dispatcher:
             try:
                 async with self._client.stream(self._microgrid_id) as events:
                     listing = [d async for d in self._client.list(self._microgrid_id)]
-                    self._publish(self._scheduler.reconcile(listing, self._clock()))
+                    reconciled = self._scheduler.reconcile(listing, self._clock())
+                    self._publish(reconciled)
+                    # The stream still delivers what changed between subscribing and
+                    # listing. For a dispatch the listing no longer has, that is stale
+                    # (nothing follows a delete); applied, it would be created again.
+                    gone = {t.dispatch.id for t in reconciled if isinstance(t, Deleted)}
                     attempt = 0
                     self.connection.value = ConnectionState.CONNECTED
                     if not started:
                         started = True
                         task_status.started()
                     async for item in events:
+                        if item.dispatch.id in gone:
+                            if item.event is StreamEvent.DELETED:
+                                gone.discard(item.dispatch.id)
+                            continue
                         self._apply(item)
                 _log.warning("dispatch stream ended by the server; reconnecting")
             except DispatchApiError as exc:

@@ -73,7 +73,8 @@ def translate_errors(what: str) -> Iterator[None]:
     except grpclib.exceptions.GRPCError as exc:
         message = exc.message or ""
         if exc.status in _CONNECTION_STATUSES:
-            raise DispatchConnectionError(f"{what}: {exc.status.name}: {message}") from exc
+            detail = f": {message}" if message else ""
+            raise DispatchConnectionError(f"{what}: {exc.status.name}{detail}") from exc
         raise DispatchApiError(exc.status.name, message) from exc
     except (
         OSError,  # includes TimeoutError

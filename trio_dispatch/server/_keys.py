@@ -107,6 +107,10 @@ class KeyRing:
             if unknown:
                 raise ValueError(f"{path}: keys[{n}] has unknown fields {sorted(unknown)}")
             microgrids = entry.get("microgrids")
+            if microgrids is not None and not isinstance(microgrids, list):
+                raise ValueError(
+                    f"{path}: keys[{n}]: microgrids must be a list of ids, got {microgrids!r}"
+                )
             try:
                 keys.append(
                     ApiKey(
