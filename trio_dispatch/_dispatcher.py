@@ -66,7 +66,11 @@ SPIN: Final = 0.002
 """Seconds before a deadline at which the scheduler stops sleeping and yields instead."""
 
 DEFAULT_BUFFER_SIZE: Final = 1024
-"""Items a receiver may queue before its queue is coalesced per dispatch."""
+"""Items a receiver may queue before its queue is coalesced per dispatch.
+
+With more distinct dispatches queued than this, a coalesced queue may grow to twice
+their number before it is coalesced again (so coalescing is not paid on every event).
+"""
 
 DEFAULT_STARTUP_TIMEOUT: Final = timedelta(seconds=30)
 
@@ -94,6 +98,7 @@ class DispatcherStatistics:
     lifecycle_events: int
     running_status_events: int
     reconnects: int
+    """Successful re-syncs after a lost stream (not attempts)."""
     invalid_dispatches: int
     receivers: tuple[ReceiverStatistics, ...]
 
@@ -276,7 +281,9 @@ class Dispatcher:
                     gone = {t.dispatch.id for t in reconciled if isinstance(t, Deleted)}
                     attempt = 0
                     self.connection.value = ConnectionState.CONNECTED
-                    if not started:
+                    if started:
+                        self._reconnects += 1
+                    else:
                         started = True
                         task_status.started()
                     async for item in events:
@@ -294,7 +301,6 @@ class Dispatcher:
             except DispatchConnectionError as exc:
                 self.last_error = exc
                 _log.warning("dispatch stream failed (%s); reconnecting", exc)
-            self._reconnects += started
             self.connection.value = ConnectionState.RECONNECTING
             await trio.sleep(self._backoff.delay(attempt, self._rng))
             attempt += 1
