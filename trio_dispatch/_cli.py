@@ -1,0 +1,1503 @@
+"""The ``trio-dispatch`` command: run the embedded server, and manage dispatches.
+
+People type times, durations and targets the way they think of them (``in 1h30m``,
+``15m``, ``battery:li_ion``); scripts want JSON and exit codes they can rely on. This
+module is the translation between the two and the public API (`open_client`,
+`serve_dispatch_api`); it holds no dispatch logic of its own.
+
+Rules:
+
+1. Parsing is done by small pure functions (``parse_*``) that raise `ValueError` with a
+   message fit for the user; click reports it against the option it came from, as a
+   usage error (exit 2). Times are relative to a ``now`` passed in, so they are testable.
+2. Naive ISO 8601 times are UTC, like every time of the dispatch API; an offset such
+   as ``+02:00`` gives a time in another zone.
+3. Every command runs its async body in one `trio.run`. Errors end the command with
+   one ``error: ...`` line on stderr and no traceback: exit 1 when the server said no
+   (`DispatchApiError`), 2 when it could not be reached (`DispatchConnectionError`) or
+   the input was bad (a click usage error), 130 when interrupted.
+4. Long-running commands (``serve``, ``stream``) stop on SIGINT or SIGTERM by cancelling
+   their nursery, and then exit 0.
+5. ``--json`` output uses the model's field names, ISO 8601 UTC times ending in ``Z``,
+   durations in seconds, and enum names in upper case.
+
+More commands join the `cli` group with ``@cli.command()``; `main` is the entry point.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import re
+import signal
+import sqlite3
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any, Final, Literal, TypeVar
+
+import click
+import trio
+from click.core import ParameterSource
+
+from ._client import DispatchClient, SortField, SortOrder, StreamItem, open_client
+from ._exceptions import DispatchApiError, DispatchConnectionError, InvalidDispatchError
+from ._model import Dispatch
+from ._payload import Payload, check_payload
+from ._rule import EndCriteria, Frequency, RecurrenceRule, Weekday
+from ._target import (
+    BatteryType,
+    ComponentCategory,
+    EvChargerType,
+    InverterType,
+    Target,
+    TargetCategories,
+    TargetCategory,
+    TargetIds,
+)
+from ._url import parse_server_url
+from .server._keys import ApiKey, KeyRing
+from .server._serve import serve_dispatch_api
+from .server._store import StoreError
+
+__all__ = [
+    "cli",
+    "default_database_path",
+    "describe_recurrence",
+    "dispatch_to_json",
+    "format_duration",
+    "format_record",
+    "format_table",
+    "format_target",
+    "main",
+    "parse_duration",
+    "parse_ids",
+    "parse_int_list",
+    "parse_months",
+    "parse_payload",
+    "parse_target",
+    "parse_time",
+    "parse_weekdays",
+]
+
+T = TypeVar("T")
+
+_log = logging.getLogger("trio_dispatch.cli")
+
+DEFAULT_HOST: Final = "127.0.0.1"
+DEFAULT_PORT: Final = 50051
+DEFAULT_URL: Final = f"grpc://{DEFAULT_HOST}:{DEFAULT_PORT}?ssl=false"
+"""Where client commands connect unless told otherwise: a default ``serve``."""
+
+MAX_IDS: Final = 10_000
+"""Most dispatch ids one command line may name (a typo like ``1-1000000`` fails fast)."""
+
+EXIT_API: Final = 1
+EXIT_CONNECTION: Final = 2
+EXIT_INTERRUPTED: Final = 130
+
+
+# -- parsing: durations and times ----------------------------------------------------
+
+_SPAN = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_SPAN_UNITS: Final = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
+_DURATION_HELP: Final = "a number with a unit, like 90s, 15m, 1h30m or 2d"
+
+
+def _parse_span(text: str) -> timedelta | None:
+    """``1h30m`` as a timedelta; `None` if `text` is not in that form.
+
+    Raises:
+        OverflowError: too long for a timedelta.
+    """
+    compact = re.sub(r"\s+", "", text.lower())
+    match = _SPAN.fullmatch(compact)
+    if not compact or match is None:
+        return None
+    groups = zip(match.groups(), _SPAN_UNITS, strict=True)
+    return timedelta(seconds=sum(int(n) * unit for n, (_, unit) in groups if n))
+
+
+def parse_duration(text: str) -> timedelta | None:
+    """Parse a duration: ``90s``, ``15m``, ``1h30m``, ``2d``, ``1w``; ``none`` for `None`.
+
+    Units (w, d, h, m, s) come largest first, each at most once; case and spaces do not
+    matter. `None` means "no duration": the dispatch runs until it is changed.
+
+    Example:
+        >>> parse_duration("1h30m")
+        datetime.timedelta(seconds=5400)
+    """
+    if text.strip().lower() == "none":
+        return None
+    try:
+        span = _parse_span(text)
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long") from None
+    if span is None:
+        raise ValueError(f"{text!r} is not a duration: use {_DURATION_HELP}, or 'none'")
+    return span
+
+
+def format_duration(duration: timedelta | None) -> str:
+    """The short form `parse_duration` reads: ``1h30m``, ``2d``, ``0s``, ``none``."""
+    if duration is None:
+        return "none"
+    seconds = int(duration.total_seconds())
+    parts: list[str] = []
+    for unit, size in _SPAN_UNITS[1:]:  # days at most: "14d" reads better than "2w"
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"
+
+
+_TIME_HELP: Final = (
+    "use 'now', 'in 1h30m', '2h ago' or ISO 8601 like 2030-01-01T08:00 "
+    "(UTC unless it has an offset)"
+)
+
+
+def parse_time(text: str, *, now: datetime) -> datetime:
+    """Parse a time: ``now``, ``in 10m``, ``2h ago`` or ISO 8601; return it in UTC.
+
+    Relative times count from `now` (timezone-aware). An ISO 8601 time without an offset
+    is UTC, like every time in the dispatch API; a date alone is midnight UTC.
+
+    Example:
+        >>> parse_time("in 1h30m", now=datetime(2030, 1, 1, tzinfo=UTC))
+        datetime.datetime(2030, 1, 1, 1, 30, tzinfo=datetime.timezone.utc)
+    """
+    stripped = text.strip()
+    lower = stripped.lower()
+    if lower == "now":
+        return now.astimezone(UTC)
+    relative = re.fullmatch(r"in\s+(.+)", lower)
+    match = relative or re.fullmatch(r"(.+?)\s+ago", lower)
+    if match is not None:
+        span_text = match.group(1)
+        try:
+            span = _parse_span(span_text)
+            moved = None if span is None else (now + span if relative else now - span)
+        except OverflowError:
+            raise ValueError(f"{text!r} is too far from now") from None
+        if moved is None:
+            raise ValueError(
+                f"{text!r} is not a time: {span_text!r} is not a duration; use {_DURATION_HELP}"
+            )
+        return moved.astimezone(UTC)
+    try:
+        parsed = datetime.fromisoformat(stripped)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a time: {_TIME_HELP}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+# -- parsing: lists, ids, targets, payloads --------------------------------------------
+
+
+def _items(text: str) -> list[str]:
+    """Split ``a, b,c`` into items; an empty item is an error."""
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise ValueError(f"{text!r} has an empty item; separate items with single commas")
+    return items
+
+
+_RANGE = re.compile(r"(-?[0-9a-z]+)(?:-(-?[0-9a-z]+))?")
+
+
+def parse_int_list(
+    text: str,
+    *,
+    allowed: range | frozenset[int],
+    what: str,
+    names: Mapping[str, int] | None = None,
+) -> tuple[int, ...]:
+    """Parse ``8,20`` or ``9-17`` (ranges inclusive) into sorted unique ints.
+
+    ``none`` gives an empty tuple. Values must be in `allowed`, described by `what` in
+    errors (e.g. ``"0..59"``); `names` maps words (such as month names) to values.
+
+    Example:
+        >>> parse_int_list("0,15-17", allowed=range(60), what="0..59")
+        (0, 15, 16, 17)
+    """
+    if text.strip().lower() == "none":
+        return ()
+    names = names or {}
+
+    def value(token: str) -> int:
+        if token in names:
+            return names[token]
+        try:
+            number = int(token)
+        except ValueError:
+            raise ValueError(f"{token!r} is not a number in {what}") from None
+        if number not in allowed:
+            raise ValueError(f"{number} is not in {what}")
+        return number
+
+    out: set[int] = set()
+    for item in _items(text.lower()):
+        match = _RANGE.fullmatch(item)
+        if match is None:
+            raise ValueError(f"{item!r} is not a number or range in {what}")
+        first = value(match.group(1))
+        if match.group(2) is None:
+            out.add(first)
+            continue
+        last = value(match.group(2))
+        if last < first:
+            raise ValueError(f"range {item!r} ends before it starts")
+        out.update(n for n in range(first, last + 1) if n in allowed)
+    return tuple(sorted(out))
+
+
+_MONTHS: Final = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH_NAMES: Final = {
+    **{name: n for n, name in enumerate(_MONTHS, 1)},
+    **{name[:3]: n for n, name in enumerate(_MONTHS, 1)},
+}
+
+
+def parse_months(text: str) -> tuple[int, ...]:
+    """Parse months: ``1,6``, ``jan,jul``, ``jun-aug``; ``none`` for no months."""
+    return parse_int_list(text, allowed=range(1, 13), what="1..12 or jan..dec", names=_MONTH_NAMES)
+
+
+_DAYS: Final = tuple(day for day in Weekday if day is not Weekday.UNSPECIFIED)
+_DAY_NAMES: Final = {
+    **{day.name.lower(): day for day in _DAYS},
+    **{day.name.lower()[:3]: day for day in _DAYS},
+}
+
+
+def parse_weekdays(text: str) -> tuple[Weekday, ...]:
+    """Parse weekdays: ``mon,fri``, ``monday``, ``mon-fri``; ``none`` for no days.
+
+    A range may wrap around the week: ``fri-mon`` is Friday to Monday.
+
+    Example:
+        >>> parse_weekdays("sat-sun")
+        (<Weekday.SATURDAY: 6>, <Weekday.SUNDAY: 7>)
+    """
+    if text.strip().lower() == "none":
+        return ()
+
+    def day(token: str) -> Weekday:
+        try:
+            return _DAY_NAMES[token]
+        except KeyError:
+            raise ValueError(f"{token!r} is not a weekday; use mon, tue, ... sun") from None
+
+    out: set[Weekday] = set()
+    for item in _items(text.lower()):
+        first_name, dash, last_name = item.partition("-")
+        first = day(first_name.strip())
+        if not dash:
+            out.add(first)
+            continue
+        last = day(last_name.strip())
+        span = (last - first) % 7
+        out.update(_DAYS[(first - 1 + i) % 7] for i in range(span + 1))
+    return tuple(sorted(out))
+
+
+def parse_ids(texts: Iterable[str]) -> tuple[int, ...]:
+    """Parse dispatch ids: ``3``, ``3-7`` (inclusive), ``1,4``; unique, in given order.
+
+    Example:
+        >>> parse_ids(["7", "1-3", "2"])
+        (7, 1, 2, 3)
+    """
+    out: dict[int, None] = {}
+    for text in texts:
+        for item in _items(text):
+            match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", item)
+            if match is None:
+                raise ValueError(f"{item!r} is not a dispatch id or a range like 3-7")
+            first = int(match.group(1))
+            last = first if match.group(2) is None else int(match.group(2))
+            if last < first:
+                raise ValueError(f"range {item!r} ends before it starts")
+            if last >= 2**64:
+                raise ValueError(f"{item!r}: dispatch ids are at most 2**64-1")
+            if len(out) + last - first + 1 > MAX_IDS:
+                raise ValueError(f"too many ids: at most {MAX_IDS} at once")
+            out.update(dict.fromkeys(range(first, last + 1)))
+    return tuple(out)
+
+
+_SUBTYPES: Final[dict[ComponentCategory, type[BatteryType | InverterType | EvChargerType]]] = {
+    ComponentCategory.BATTERY: BatteryType,
+    ComponentCategory.INVERTER: InverterType,
+    ComponentCategory.EV_CHARGER: EvChargerType,
+}
+
+
+def _name(member: ComponentCategory | BatteryType | InverterType | EvChargerType) -> str:
+    return member.name.lower()
+
+
+def _known(enum_type: type[ComponentCategory | BatteryType | InverterType | EvChargerType]) -> str:
+    return ", ".join(_name(m) for m in enum_type if m.name != "UNSPECIFIED")
+
+
+def parse_target(text: str) -> Target:
+    """Parse a target: component ids (``1,2,3``) or categories (``battery:li_ion,meter``).
+
+    Category and subtype names are those of the enums, in any case, with ``-`` or
+    ``_``. ``none`` is the empty target (no ids).
+
+    Example:
+        >>> parse_target("inverter:pv")
+        TargetCategories(categories=frozenset({TargetCategory(category=<ComponentCategory.INVERTER: 3>, type=<InverterType.PV: 2>)}))
+    """  # noqa: E501
+    if text.strip().lower() == "none":
+        return TargetIds(ids=frozenset())
+    items = _items(text)
+    numeric = [item.isdigit() for item in items]
+    if all(numeric):
+        ids = frozenset(int(item) for item in items)
+        if max(ids) >= 2**64:
+            raise ValueError(f"{text!r}: component ids are at most 2**64-1")
+        return TargetIds(ids=ids)
+    if any(numeric):
+        raise ValueError(
+            f"{text!r} mixes component ids and categories; a target is one or the other"
+        )
+    categories: set[TargetCategory] = set()
+    for item in items:
+        category_name, colon, type_name = item.lower().replace("-", "_").partition(":")
+        try:
+            category = ComponentCategory[category_name.strip().upper()]
+        except KeyError:
+            category = ComponentCategory.UNSPECIFIED
+        if category is ComponentCategory.UNSPECIFIED:
+            raise ValueError(
+                f"{category_name.strip()!r} is not a component category; "
+                f"use one of {_known(ComponentCategory)}"
+            )
+        if not colon:
+            categories.add(TargetCategory(category=category))
+            continue
+        subtypes = _SUBTYPES.get(category)
+        if subtypes is None:
+            raise ValueError(f"category {_name(category)!r} has no subtypes")
+        try:
+            subtype = subtypes[type_name.strip().upper()]
+        except KeyError:
+            subtype = subtypes.UNSPECIFIED
+        if subtype.name == "UNSPECIFIED":
+            raise ValueError(
+                f"{type_name.strip()!r} is not a {_name(category)} type; "
+                f"use one of {_known(subtypes)}"
+            )
+        categories.add(TargetCategory(category=category, type=subtype))
+    return TargetCategories(categories=frozenset(categories))
+
+
+def parse_payload(text: str) -> Payload:
+    """Parse a payload: a JSON object, within the API's size and nesting limits.
+
+    Example:
+        >>> parse_payload('{"power": 1000}')
+        {'power': 1000}
+    """
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ValueError(
+            f"must be a JSON object like '{{\"power\": 1000}}', got {type(document).__name__}"
+        )
+    try:
+        return check_payload(document)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def default_database_path(environ: Mapping[str, str], home: Path) -> Path:
+    """Where ``serve`` keeps its database unless told: the user's XDG data directory.
+
+    ``$XDG_DATA_HOME/trio-dispatch/dispatches.sqlite3``, or under ``~/.local/share``
+    when the variable is unset or not absolute (as the XDG spec says).
+    """
+    base = environ.get("XDG_DATA_HOME", "")
+    data_home = Path(base) if base and Path(base).is_absolute() else home / ".local" / "share"
+    return data_home / "trio-dispatch" / "dispatches.sqlite3"
+
+
+# -- output ---------------------------------------------------------------------------
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _human_time(t: datetime | None) -> str:
+    return "-" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _whole_numbers(value: Any) -> Any:
+    """Payload numbers come back from the wire as floats; print whole ones as ints."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_numbers(v) for v in value]
+    return value
+
+
+def _sorted_categories(target: TargetCategories) -> list[TargetCategory]:
+    return sorted(target.categories, key=lambda c: (c.category.name, c.type.name if c.type else ""))
+
+
+def _target_json(target: Target) -> dict[str, Any]:
+    if isinstance(target, TargetIds):
+        return {"ids": sorted(target.ids)}
+    return {
+        "categories": [
+            {"category": c.category.name, "type": None if c.type is None else c.type.name}
+            for c in _sorted_categories(target)
+        ]
+    }
+
+
+def _rule_json(rule: RecurrenceRule | None) -> dict[str, Any] | None:
+    if rule is None:
+        return None
+    end = rule.end_criteria
+    return {
+        "frequency": rule.frequency.name,
+        "interval": rule.interval,
+        "end_criteria": None if end is None else {"count": end.count, "until": _iso(end.until)},
+        "byminutes": list(rule.byminutes),
+        "byhours": list(rule.byhours),
+        "byweekdays": [day.name for day in rule.byweekdays],
+        "bymonthdays": list(rule.bymonthdays),
+        "bymonths": list(rule.bymonths),
+    }
+
+
+def dispatch_to_json(dispatch: Dispatch) -> dict[str, Any]:
+    """Every field of `dispatch` as JSON-ready values (see the module rules)."""
+    duration = dispatch.duration
+    return {
+        "id": dispatch.id,
+        "type": dispatch.type,
+        "start_time": _iso(dispatch.start_time),
+        "duration": None if duration is None else int(duration.total_seconds()),
+        "target": _target_json(dispatch.target),
+        "active": dispatch.active,
+        "dry_run": dispatch.dry_run,
+        "payload": _whole_numbers(dispatch.payload),
+        "recurrence": _rule_json(dispatch.recurrence),
+        "create_time": _iso(dispatch.create_time),
+        "update_time": _iso(dispatch.update_time),
+        "end_time": _iso(dispatch.end_time),
+    }
+
+
+def format_target(target: Target) -> str:
+    """The short form `parse_target` reads: ``1,2,3`` or ``battery:li_ion,meter``."""
+    if isinstance(target, TargetIds):
+        return ",".join(str(i) for i in sorted(target.ids)) or "none"
+    return ",".join(
+        _name(c.category) + ("" if c.type is None else f":{_name(c.type)}")
+        for c in _sorted_categories(target)
+    )
+
+
+_EVERY: Final = {
+    Frequency.MINUTELY: ("every minute", "minutes"),
+    Frequency.HOURLY: ("hourly", "hours"),
+    Frequency.DAILY: ("daily", "days"),
+    Frequency.WEEKLY: ("weekly", "weeks"),
+    Frequency.MONTHLY: ("monthly", "months"),
+    Frequency.YEARLY: ("yearly", "years"),
+}
+
+
+def _compact(values: Sequence[int], label: Callable[[int], str] = str) -> str:
+    """Sorted values as a list the parsers read, runs of three or more as ranges."""
+    runs: list[list[int]] = []
+    for value in values:
+        if runs and value == runs[-1][-1] + 1:
+            runs[-1].append(value)
+        else:
+            runs.append([value])
+    return ",".join(
+        f"{label(run[0])}-{label(run[-1])}" if len(run) >= 3 else ",".join(map(label, run))
+        for run in runs
+    )
+
+
+def describe_recurrence(rule: RecurrenceRule | None) -> str:
+    """A one-line summary of a rule, e.g. ``every 2 days, hours 8,20, 10 times``."""
+    if rule is None or not rule.is_recurring:
+        return "once"
+    once, many = _EVERY[rule.frequency]
+    parts = [once if rule.interval == 1 else f"every {rule.interval} {many}"]
+
+    if rule.bymonths:
+        parts.append("months " + _compact(rule.bymonths, lambda m: _MONTHS[m - 1][:3]))
+    if rule.bymonthdays:
+        parts.append("monthdays " + _compact(rule.bymonthdays))
+    if rule.byweekdays:
+        parts.append("on " + _compact(rule.byweekdays, lambda d: Weekday(d).name.lower()[:3]))
+    if rule.byhours:
+        parts.append("hours " + _compact(rule.byhours))
+    if rule.byminutes:
+        parts.append("minutes " + _compact(rule.byminutes))
+    end = rule.end_criteria
+    if end is not None and end.count is not None:
+        parts.append("1 time" if end.count == 1 else f"{end.count} times")
+    elif end is not None:
+        parts.append(f"until {_human_time(end.until)}")
+    return ", ".join(parts)
+
+
+_COLUMNS: Final = (
+    "ID",
+    "TYPE",
+    "START",
+    "DURATION",
+    "TARGET",
+    "ACTIVE",
+    "DRY-RUN",
+    "RECURRENCE",
+    "END",
+)
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else "no"
+
+
+def _row(dispatch: Dispatch) -> tuple[str, ...]:
+    return (
+        str(dispatch.id),
+        dispatch.type,
+        _human_time(dispatch.start_time),
+        format_duration(dispatch.duration),
+        format_target(dispatch.target),
+        _yes(dispatch.active),
+        _yes(dispatch.dry_run),
+        describe_recurrence(dispatch.recurrence),
+        "never" if dispatch.end_time is None else _human_time(dispatch.end_time),
+    )
+
+
+def format_table(dispatches: Iterable[Dispatch]) -> str:
+    """An aligned table of dispatches, one per line, under a header line."""
+    rows = [_COLUMNS, *(_row(d) for d in dispatches)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+def format_record(dispatch: Dispatch) -> str:
+    """One dispatch, one field per line (for ``get``, ``create`` and ``update``)."""
+    row = dict(zip(_COLUMNS, _row(dispatch), strict=True))
+    fields = [
+        ("id", row["ID"]),
+        ("type", row["TYPE"]),
+        ("start", row["START"]),
+        ("duration", row["DURATION"]),
+        ("target", row["TARGET"]),
+        ("active", row["ACTIVE"]),
+        ("dry-run", row["DRY-RUN"]),
+        ("recurrence", row["RECURRENCE"]),
+        ("end", row["END"]),
+        ("payload", json.dumps(_whole_numbers(dispatch.payload), ensure_ascii=False)),
+        ("created", _human_time(dispatch.create_time)),
+        ("updated", _human_time(dispatch.update_time)),
+    ]
+    return "\n".join(f"{name:<11} {value}" for name, value in fields)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
+
+
+# -- running async bodies -------------------------------------------------------------
+
+
+class CliError(click.ClickException):
+    """A failure reported as one ``error: ...`` line on stderr (exit 1)."""
+
+    exit_code = EXIT_API
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        """Print the one line."""
+        click.echo(f"error: {self.format_message()}", file=file, err=file is None)
+
+
+class ConnectionFailedError(CliError):
+    """The server could not be reached, or the connection broke (exit 2)."""
+
+    exit_code = EXIT_CONNECTION
+
+
+class InterruptedCommandError(CliError):
+    """Stopped by SIGINT before the command finished (exit 130)."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+ErrorMapper = Callable[[BaseException], click.ClickException | None]
+
+
+def _client_error(exc: BaseException) -> click.ClickException | None:
+    if isinstance(exc, DispatchApiError):
+        return CliError(f"{exc.status}: {exc.message}")
+    if isinstance(exc, DispatchConnectionError):
+        return ConnectionFailedError(f"connection to the dispatch server failed: {exc}")
+    if isinstance(exc, InvalidDispatchError):
+        return CliError(str(exc))
+    if isinstance(exc, ValueError | TypeError):  # the library refused an argument
+        return click.UsageError(str(exc), click.get_current_context(silent=True))
+    return None
+
+
+def _run(async_fn: Callable[[], Awaitable[None]], mapper: ErrorMapper = _client_error) -> None:
+    """`trio.run` the body; turn the errors users cause or meet into one-line reports."""
+    try:
+        trio.run(async_fn)
+    except (Exception, KeyboardInterrupt, BaseExceptionGroup) as exc:
+        leaves = _leaves(exc)
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            raise InterruptedCommandError("interrupted") from None
+        for leaf in leaves:
+            # click reports its own exceptions, and ends quietly on a closed stdout pipe
+            # (`trio-dispatch stream | head`), but only if they arrive unwrapped.
+            if isinstance(leaf, click.ClickException | BrokenPipeError):
+                raise leaf from None
+            mapped = mapper(leaf)
+            if mapped is not None:
+                raise mapped from None
+        raise
+
+
+async def _cancel_on_signal(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+) -> None:
+    """Cancel `scope` on the first SIGINT or SIGTERM (a clean stop, not an error)."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            _log.info("received %s, stopping", signal.Signals(signum).name)
+            scope.cancel()
+            return
+
+
+# -- the group ------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="trio-dispatch", prog_name="trio-dispatch")
+def cli() -> None:
+    """Run a dispatch server, and create, inspect and follow dispatches.
+
+    Client commands connect to --url (default: a local `trio-dispatch serve`) with an
+    API key. Times are 'now', 'in 1h30m', '2h ago' or ISO 8601 (UTC unless an offset is
+    given); durations are like 90s, 15m, 1h30m, 2d, or 'none'.
+    """
+
+
+def main() -> None:
+    """Entry point of the ``trio-dispatch`` script and of ``python -m trio_dispatch``."""
+    cli(prog_name="trio-dispatch")
+
+
+# -- click parameter types ------------------------------------------------------------
+
+
+class _Parsed(click.ParamType[Any]):
+    """A click type around one of the ``parse_*`` functions."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any]) -> None:
+        self.name = name
+        self._parse = parse
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """Parse `value`, reporting a `ValueError` against the option."""
+        if not isinstance(value, str):
+            return value
+        try:
+            return self._parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+def _now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(text: str) -> datetime:
+    return parse_time(text, now=_now_utc())
+
+
+def _start(text: str) -> datetime | Literal["now"]:
+    return "now" if text.strip().lower() == "now" else _time(text)
+
+
+def _new_start(text: str) -> datetime:
+    if text.strip().lower() == "now":
+        raise ValueError(
+            "an update cannot start a dispatch 'now': the time would be past when the "
+            "server checks it; give a time ahead, like 'in 1m'"
+        )
+    return _time(text)
+
+
+def _payload_argument(text: str) -> Payload:
+    if text.startswith("@"):  # @file, or @- for stdin
+        name = text[1:]
+        try:
+            text = sys.stdin.read() if name == "-" else Path(name).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ValueError(f"cannot read {name!r}: {exc}") from None
+    return parse_payload(text)
+
+
+def _uint64(text: str) -> int:
+    if not re.fullmatch(r"\s*\d+\s*", text) or int(text) >= 2**64:
+        raise ValueError(f"{text!r} is not an id (a whole number >= 0)")
+    return int(text)
+
+
+MICROGRID: Final = _Parsed("id", _uint64)
+TIME: Final = _Parsed("time", _time)
+START: Final = _Parsed("time", _start)
+NEW_START: Final = _Parsed("time", _new_start)
+DURATION: Final = _Parsed("duration", parse_duration)
+TARGET: Final = _Parsed("target", parse_target)
+PAYLOAD: Final = _Parsed("json", _payload_argument)
+IDS: Final = _Parsed("ids", lambda text: parse_ids([text]))
+MINUTES: Final = _Parsed("minutes", lambda t: parse_int_list(t, allowed=range(60), what="0..59"))
+HOURS: Final = _Parsed("hours", lambda t: parse_int_list(t, allowed=range(24), what="0..23"))
+WEEKDAYS: Final = _Parsed("days", parse_weekdays)
+MONTHDAYS: Final = _Parsed(
+    "days",
+    lambda t: parse_int_list(
+        t, allowed=frozenset([*range(-31, 0), *range(1, 32)]), what="1..31 or -31..-1"
+    ),
+)
+MONTHS: Final = _Parsed("months", parse_months)
+FREQUENCY: Final = click.Choice(
+    [f.name.lower() for f in Frequency if f is not Frequency.UNSPECIFIED], case_sensitive=False
+)
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _options(*decorators: Decorator) -> Decorator:
+    """Apply option decorators in the order written (help lists them that way)."""
+
+    def apply(f: Callable[..., Any]) -> Callable[..., Any]:
+        for decorator in reversed(decorators):
+            f = decorator(f)
+        return f
+
+    return apply
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    source = ctx.get_parameter_source(name)
+    return source is not None and source is not ParameterSource.DEFAULT
+
+
+# -- client commands ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Connection:
+    """Where and as whom client commands connect, and which microgrid they act on."""
+
+    url: str
+    key: str
+    sign_secret: str | None
+    microgrid: int
+
+
+def _check_url(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        parse_server_url(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
+def _check_not_empty(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and not value:
+        raise click.BadParameter("must not be empty", ctx, param)
+    return value
+
+
+def _with_connection(f: Callable[..., None]) -> Callable[..., None]:
+    """Add the connection options to a command, which receives them as `conn`."""
+
+    @functools.wraps(f)
+    def command(
+        *, url: str, key: str, sign_secret: str | None, microgrid: int, **kwargs: Any
+    ) -> None:
+        conn = Connection(url=url, key=key, sign_secret=sign_secret, microgrid=microgrid)
+        f(conn, **kwargs)
+
+    return _options(
+        click.option("-m", "--microgrid", type=MICROGRID, required=True, help="The microgrid id."),
+        click.option(
+            "--url",
+            envvar="DISPATCH_API_URL",
+            default=DEFAULT_URL,
+            show_default=True,
+            show_envvar=True,
+            callback=_check_url,
+            help="Server URL: grpc://host[:port][?ssl=false&...].",
+        ),
+        click.option(
+            "--key",
+            envvar="DISPATCH_API_KEY",
+            required=True,
+            show_envvar=True,
+            callback=_check_not_empty,
+            help="API key.",
+        ),
+        click.option(
+            "--sign-secret",
+            envvar="DISPATCH_API_SIGN_SECRET",
+            show_envvar=True,
+            callback=_check_not_empty,
+            help="Sign every request with this secret.",
+        ),
+    )(command)
+
+
+def _run_client(conn: Connection, work: Callable[[DispatchClient], Awaitable[None]]) -> None:
+    async def body() -> None:
+        async with open_client(
+            server_url=conn.url, key=conn.key, sign_secret=conn.sign_secret
+        ) as client:
+            await work(client)
+
+    _run(body)
+
+
+def _show(dispatch: Dispatch, as_json: bool) -> None:
+    if as_json:
+        _echo_json(dispatch_to_json(dispatch))
+    else:
+        click.echo(format_record(dispatch))
+
+
+_JSON_OPTION: Final = click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON for scripts instead of text."
+)
+
+_RULE_PARTS: Final = (
+    "interval",
+    "count",
+    "until",
+    "by_minute",
+    "by_hour",
+    "by_weekday",
+    "by_monthday",
+    "by_month",
+)
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def _flatten(groups: Iterable[Iterable[T]]) -> tuple[T, ...]:
+    return tuple(item for group in groups for item in group)
+
+
+_RECURRENCE_OPTIONS: Final = _options(
+    click.option("--frequency", type=FREQUENCY, help="Repeat the dispatch this often."),
+    click.option(
+        "--interval",
+        type=click.IntRange(1),
+        metavar="N",
+        help="Repeat every N periods of --frequency.",
+    ),
+    click.option("--count", type=click.IntRange(1), metavar="N", help="End after N runs."),
+    click.option("--until", type=TIME, help="End before this time (no run starts at or after)."),
+    click.option("--by-minute", multiple=True, type=MINUTES, help="Minutes 0..59, e.g. 0,30."),
+    click.option("--by-hour", multiple=True, type=HOURS, help="Hours 0..23, e.g. 8,20 or 9-17."),
+    click.option(
+        "--by-weekday", multiple=True, type=WEEKDAYS, help="Weekdays, e.g. mon,fri or mon-fri."
+    ),
+    click.option(
+        "--by-monthday", multiple=True, type=MONTHDAYS, help="Days of month, e.g. 1,15,-1."
+    ),
+    click.option("--by-month", multiple=True, type=MONTHS, help="Months, e.g. 1,7 or jun-aug."),
+)
+
+
+def _end_criteria(count: int | None, until: datetime | None) -> EndCriteria | None:
+    if count is not None and until is not None:
+        raise click.UsageError("--count and --until cannot be used together")
+    if count is not None:
+        return EndCriteria(count=count)
+    if until is not None:
+        return EndCriteria(until=until)
+    return None
+
+
+@cli.command()
+@click.option("-t", "--type", "type_", required=True, help="The dispatch type, e.g. DEMO.")
+@click.option(
+    "--start",
+    type=START,
+    default="now",
+    show_default=True,
+    help="First start; 'now' is the server's now.",
+)
+@click.option(
+    "--duration",
+    type=DURATION,
+    required=True,
+    help="Length of each run, e.g. 15m; 'none' runs until changed.",
+)
+@click.option("--target", type=TARGET, help="Component ids (1,2) or categories (battery:li_ion).")
+@click.option("--payload", type=PAYLOAD, help="Actor parameters: a JSON object, or @FILE.")
+@click.option("--active/--inactive", default=True, show_default=True, help="Whether it may run.")
+@click.option("--dry-run/--no-dry-run", default=False, show_default=True, help="Actors only log.")
+@_RECURRENCE_OPTIONS
+@_JSON_OPTION
+@_with_connection
+def create(
+    conn: Connection,
+    *,
+    type_: str,
+    start: datetime | Literal["now"],
+    duration: timedelta | None,
+    target: Target | None,
+    payload: Payload | None,
+    active: bool,
+    dry_run: bool,
+    frequency: str | None,
+    interval: int | None,
+    count: int | None,
+    until: datetime | None,
+    by_minute: tuple[tuple[int, ...], ...],
+    by_hour: tuple[tuple[int, ...], ...],
+    by_weekday: tuple[tuple[Weekday, ...], ...],
+    by_monthday: tuple[tuple[int, ...], ...],
+    by_month: tuple[tuple[int, ...], ...],
+    as_json: bool,
+) -> None:
+    """Create a dispatch and print it as stored."""
+    ctx = click.get_current_context()
+    recurrence: RecurrenceRule | None = None
+    if frequency is None:
+        if given := [_flag(name) for name in _RULE_PARTS if _given(ctx, name)]:
+            raise click.UsageError(f"{', '.join(given)} needs --frequency")
+    else:
+        try:
+            recurrence = RecurrenceRule(
+                frequency=Frequency[frequency.upper()],
+                interval=1 if interval is None else interval,
+                end_criteria=_end_criteria(count, until),
+                byminutes=_flatten(by_minute),
+                byhours=_flatten(by_hour),
+                byweekdays=_flatten(by_weekday),
+                bymonthdays=_flatten(by_monthday),
+                bymonths=_flatten(by_month),
+            )
+        except (ValueError, TypeError) as exc:
+            raise click.UsageError(str(exc)) from None
+
+    async def work(client: DispatchClient) -> None:
+        created = await client.create(
+            conn.microgrid,
+            type=type_,
+            start_time=start,
+            duration=duration,
+            target=target,
+            active=active,
+            dry_run=dry_run,
+            payload=payload,
+            recurrence=recurrence,
+        )
+        _show(created, as_json)
+
+    _run_client(conn, work)
+
+
+@cli.command()
+@click.argument("dispatch_id", metavar="ID", type=click.IntRange(0, 2**64 - 1))
+@_JSON_OPTION
+@_with_connection
+def get(conn: Connection, *, dispatch_id: int, as_json: bool) -> None:
+    """Print one dispatch."""
+
+    async def work(client: DispatchClient) -> None:
+        _show(await client.get(conn.microgrid, dispatch_id), as_json)
+
+    _run_client(conn, work)
+
+
+def _refuse_update(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None:
+        raise click.BadParameter(
+            "the dispatch API cannot change this after creation; delete the dispatch and "
+            "create it again",
+            ctx,
+            param,
+        )
+    return value
+
+
+@cli.command()
+@click.argument("dispatch_id", metavar="ID", type=click.IntRange(0, 2**64 - 1))
+@click.option("--start", type=NEW_START, help="New first start (not in the past).")
+@click.option("--duration", type=DURATION, help="New run length; 'none' runs until changed.")
+@click.option("--target", type=TARGET, help="New target: ids or categories.")
+@click.option("--payload", type=PAYLOAD, help="New payload (replaces it): JSON object or @FILE.")
+@click.option("--active/--inactive", default=None, help="Allow or stop its runs.")
+@_RECURRENCE_OPTIONS
+@click.option("--no-recurrence", is_flag=True, help="Make it a one-off (clear the rule).")
+@click.option("--no-end", is_flag=True, help="Repeat without end (clear --count/--until).")
+@click.option("-t", "--type", "type_", hidden=True, callback=_refuse_update, expose_value=False)
+@click.option(
+    "--dry-run/--no-dry-run", default=None, hidden=True, callback=_refuse_update, expose_value=False
+)
+@_JSON_OPTION
+@_with_connection
+def update(
+    conn: Connection,
+    *,
+    dispatch_id: int,
+    start: datetime | None,
+    duration: timedelta | None,
+    target: Target | None,
+    payload: Payload | None,
+    active: bool | None,
+    frequency: str | None,
+    interval: int | None,
+    count: int | None,
+    until: datetime | None,
+    by_minute: tuple[tuple[int, ...], ...],
+    by_hour: tuple[tuple[int, ...], ...],
+    by_weekday: tuple[tuple[Weekday, ...], ...],
+    by_monthday: tuple[tuple[int, ...], ...],
+    by_month: tuple[tuple[int, ...], ...],
+    no_recurrence: bool,
+    no_end: bool,
+    as_json: bool,
+) -> None:
+    """Change the given fields of a dispatch; print it as updated.
+
+    Only the options given are sent. A by-option replaces that list of the rule
+    ('none' empties it); other parts of the rule are kept.
+    """
+    ctx = click.get_current_context()
+    changes: dict[str, Any] = {}
+    if start is not None:
+        changes["start_time"] = start
+    if _given(ctx, "duration"):
+        changes["duration"] = duration
+    for name, value in (("target", target), ("payload", payload), ("active", active)):
+        if value is not None:
+            changes[name] = value
+    rule_parts = [_flag(n) for n in ("frequency", *_RULE_PARTS, "no_end") if _given(ctx, n)]
+    if no_recurrence:
+        if rule_parts:
+            raise click.UsageError(f"--no-recurrence cannot be used with {', '.join(rule_parts)}")
+        changes["recurrence"] = None
+    if no_end and (count is not None or until is not None):
+        raise click.UsageError("--no-end cannot be used with --count or --until")
+    if frequency is not None:
+        changes["frequency"] = Frequency[frequency.upper()]
+    if interval is not None:
+        changes["interval"] = interval
+    if no_end:
+        changes["end_criteria"] = None
+    elif count is not None or until is not None:
+        changes["end_criteria"] = _end_criteria(count, until)
+    for name, arg, groups in (
+        ("by_minute", "byminutes", by_minute),
+        ("by_hour", "byhours", by_hour),
+        ("by_weekday", "byweekdays", by_weekday),
+        ("by_monthday", "bymonthdays", by_monthday),
+        ("by_month", "bymonths", by_month),
+    ):
+        if _given(ctx, name):
+            changes[arg] = _flatten(groups)
+    if not changes:
+        raise click.UsageError("nothing to update: give at least one field to change")
+
+    async def work(client: DispatchClient) -> None:
+        _show(await client.update(conn.microgrid, dispatch_id, **changes), as_json)
+
+    _run_client(conn, work)
+
+
+@cli.command()
+@click.argument("ids", metavar="ID...", nargs=-1, required=True, type=IDS)
+@_JSON_OPTION
+@_with_connection
+def delete(conn: Connection, *, ids: tuple[tuple[int, ...], ...], as_json: bool) -> None:
+    """Delete dispatches by id; ranges like 3-7 include both ends.
+
+    Ids that do not exist are reported together at the end (exit 1); the others are
+    deleted anyway. Any other refusal stops at once.
+    """
+    wanted = parse_ids([",".join(str(i) for i in _flatten(ids))])
+
+    async def work(client: DispatchClient) -> None:
+        deleted: list[int] = []
+        missing: list[int] = []
+        for dispatch_id in wanted:
+            try:
+                await client.delete(conn.microgrid, dispatch_id)
+            except DispatchApiError as exc:
+                if exc.status != "NOT_FOUND":
+                    raise
+                missing.append(dispatch_id)
+                continue
+            deleted.append(dispatch_id)
+            if not as_json:
+                click.echo(f"deleted {dispatch_id}")
+        if as_json:
+            _echo_json({"deleted": deleted, "not_found": missing})
+        if missing:
+            raise CliError(
+                f"NOT_FOUND: no dispatch {', '.join(map(str, missing))} in microgrid "
+                f"{conn.microgrid}"
+            )
+
+    _run_client(conn, work)
+
+
+_SORT_FIELDS: Final = {
+    "create": SortField.CREATE_TIME,
+    "start": SortField.START_TIME,
+    "update": SortField.UPDATE_TIME,
+}
+_SORT_ORDERS: Final = {"asc": SortOrder.ASCENDING, "desc": SortOrder.DESCENDING}
+
+
+@cli.command("list")
+@click.argument("queries", metavar="[QUERY]...", nargs=-1)
+@click.option("--query", "more_queries", multiple=True, help="Type substring, or #ID.")
+@click.option("--target", "targets", multiple=True, type=TARGET, help="Shares ids or categories.")
+@click.option("--id", "ids", multiple=True, type=IDS, help="Only these ids (ranges like 3-7).")
+@click.option("--active/--inactive", default=None, help="Only active / inactive ones.")
+@click.option("--dry-run/--no-dry-run", default=None, help="Only dry runs / real ones.")
+@click.option("--recurring/--one-off", default=None, help="Only recurring / one-off ones.")
+@click.option("--start-from", type=TIME, help="First start at or after this time.")
+@click.option("--start-to", type=TIME, help="First start before this time.")
+@click.option("--end-from", type=TIME, help="Last run ends at or after this time.")
+@click.option("--end-to", type=TIME, help="Last run ends before this time.")
+@click.option("--update-from", type=TIME, help="Last changed at or after this time.")
+@click.option("--update-to", type=TIME, help="Last changed before this time.")
+@click.option("--sort", type=click.Choice(list(_SORT_FIELDS)), default="create", show_default=True)
+@click.option("--order", type=click.Choice(list(_SORT_ORDERS)), default="desc", show_default=True)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 1000),
+    metavar="N",
+    default=1000,
+    show_default=True,
+    help="Dispatches per request (all pages are fetched).",
+)
+@_JSON_OPTION
+@_with_connection
+def list_(
+    conn: Connection,
+    *,
+    queries: tuple[str, ...],
+    more_queries: tuple[str, ...],
+    targets: tuple[Target, ...],
+    ids: tuple[tuple[int, ...], ...],
+    active: bool | None,
+    dry_run: bool | None,
+    recurring: bool | None,
+    start_from: datetime | None,
+    start_to: datetime | None,
+    end_from: datetime | None,
+    end_to: datetime | None,
+    update_from: datetime | None,
+    update_to: datetime | None,
+    sort: str,
+    order: str,
+    page_size: int,
+    as_json: bool,
+) -> None:
+    """List the dispatches that match every filter given.
+
+    A QUERY matches a part of the type (ignoring case), or the id with #ID. Within a
+    repeated option any value may match. Time filters include from and exclude to.
+    """
+
+    async def work(client: DispatchClient) -> None:
+        listing = client.list(
+            conn.microgrid,
+            targets=targets,
+            active=active,
+            dry_run=dry_run,
+            recurring=recurring,
+            start_from=start_from,
+            start_to=start_to,
+            end_from=end_from,
+            end_to=end_to,
+            update_from=update_from,
+            update_to=update_to,
+            dispatch_ids=_flatten(ids),
+            queries=(*queries, *more_queries),
+            sort_by=_SORT_FIELDS[sort],
+            sort_order=_SORT_ORDERS[order],
+            page_size=page_size,
+        )
+        found = [dispatch async for dispatch in listing]
+        if as_json:
+            _echo_json([dispatch_to_json(d) for d in found])
+        elif found:
+            click.echo(format_table(found))
+        else:
+            click.echo("no dispatches match", err=True)
+
+    _run_client(conn, work)
+
+
+def _stream_line(item: StreamItem, as_json: bool) -> str:
+    event = item.event.name.lower()
+    if as_json:
+        return json.dumps({"event": event, "dispatch": dispatch_to_json(item.dispatch)})
+    return f"{event:<7}  " + "  ".join(_row(item.dispatch))
+
+
+@cli.command()
+@_JSON_OPTION
+@_with_connection
+def stream(conn: Connection, *, as_json: bool) -> None:
+    """Print each change to the microgrid's dispatches as it happens.
+
+    One line per event (created, updated, deleted); with --json, a JSON object with
+    "event" and "dispatch". Runs until interrupted (SIGINT/SIGTERM, exit 0) or until
+    the server ends the stream.
+    """
+
+    async def work(client: DispatchClient) -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_cancel_on_signal, nursery.cancel_scope)
+            async with client.stream(conn.microgrid) as events:
+                click.echo(f"following microgrid {conn.microgrid}; stop with Ctrl-C", err=True)
+                async for item in events:
+                    click.echo(_stream_line(item, as_json))
+            click.echo("the server ended the stream", err=True)
+            nursery.cancel_scope.cancel()
+
+    _run_client(conn, work)
+
+
+# -- serve ----------------------------------------------------------------------------
+
+
+def _check_keys(
+    ctx: click.Context, param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    if not all(value):
+        raise click.BadParameter("must not be empty", ctx, param)
+    return value
+
+
+def _read_keys_file(
+    ctx: click.Context, param: click.Parameter, value: Path | None
+) -> tuple[ApiKey, ...]:
+    if value is None:
+        return ()
+    try:
+        ring = KeyRing.from_toml(value)
+    except (OSError, ValueError) as exc:  # TOMLDecodeError is a ValueError
+        raise click.BadParameter(str(exc), ctx, param) from None
+    # KeyRing has no public way to list its keys, and --key adds to them.
+    return tuple(ring._keys.values())
+
+
+def _serve_error(database: str) -> ErrorMapper:
+    def mapper(exc: BaseException) -> click.ClickException | None:
+        if isinstance(exc, StoreError):
+            return CliError(f"cannot use the database: {exc}")
+        if isinstance(exc, sqlite3.Error):
+            return CliError(f"database {database}: {exc}")
+        if isinstance(exc, OSError):
+            return CliError(f"cannot start the server: {exc}")
+        return None
+
+    return mapper
+
+
+@cli.command()
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    metavar="PORT",
+    default=DEFAULT_PORT,
+    show_default=True,
+    help="Port to listen on; 0 picks a free one (the log says which).",
+)
+@click.option(
+    "--database",
+    help="SQLite file to keep dispatches in, or :memory:.",
+    show_default="$XDG_DATA_HOME/trio-dispatch/dispatches.sqlite3",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    callback=_check_keys,
+    help="An API key for every microgrid; repeatable.",
+)
+@click.option(
+    "--keys-file",
+    "file_keys",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    callback=_read_keys_file,
+    help="TOML file of keys, their microgrids and signing secrets.",
+)
+@click.option(
+    "--tls-cert",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM certificate chain (with --tls-key); without, plain HTTP/2.",
+)
+@click.option(
+    "--tls-key",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="PEM private key of --tls-cert.",
+)
+def serve(
+    *,
+    host: str,
+    port: int,
+    database: str | None,
+    keys: tuple[str, ...],
+    file_keys: tuple[ApiKey, ...],
+    tls_cert: Path | None,
+    tls_key: Path | None,
+) -> None:
+    """Run the embedded dispatch server until SIGINT or SIGTERM.
+
+    Clients connect with --url grpc://HOST:PORT?ssl=false (or ssl=true with TLS).
+    """
+    if not keys and not file_keys:
+        raise click.UsageError(
+            "give at least one --key or a --keys-file with keys: "
+            "without keys the server refuses every call"
+        )
+    ring = KeyRing([*file_keys, *(ApiKey(key=key) for key in keys)])
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key must be given together")
+    if database is None:
+        path = default_database_path(os.environ, Path.home())
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot create {path.parent}: {exc}") from None
+        database = str(path)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # grpclib logs every call a client cancels (e.g. a closed stream) at INFO: routine.
+    logging.getLogger("grpclib").setLevel(logging.WARNING)
+    _log.info("database %s, %d API key(s)", database, len(ring))
+
+    async def body() -> None:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(_cancel_on_signal, nursery.cancel_scope)
+            await nursery.start(
+                functools.partial(
+                    serve_dispatch_api,
+                    keys=ring,
+                    host=host,
+                    port=port,
+                    database=database,
+                    tls_cert=tls_cert,
+                    tls_key=tls_key,
+                )
+            )
+        _log.info("stopped")
+
+    _run(body, _serve_error(database))
+
+
+# -- the live view -----------------------------------------------------------------------
+
+_ANSI_OPTION = click.option(
+    "--ansi/--plain",
+    default=None,
+    help="Redraw in place with colours, or print one line per event "
+    "(default: redraw when standard output is a terminal).",
+)
+
+
+@cli.command()
+@_ANSI_OPTION
+@_with_connection
+def watch(conn: Connection, *, ansi: bool | None) -> None:
+    """Show a microgrid's dispatches live, updated on every event. Ctrl-C stops.
+
+    A table of the dispatches with each one's running state, next start and end, and
+    the log of the latest events.
+    """
+    from ._demo import main_watch  # noqa: PLC0415  (the live view loads only when used)
+
+    sys.exit(main_watch(conn.url, conn.key, conn.microgrid, conn.sign_secret, ansi))
+
+
+@cli.command()
+@_ANSI_OPTION
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
+def demo(ansi: bool | None, duration: float | None) -> None:
+    """Start an embedded server with demo dispatches and watch them run. Ctrl-C stops.
+
+    Some dispatches recur every minute, so something starts or stops every few seconds;
+    an operator task keeps changing them so that lifecycle events show up too.
+    """
+    from ._demo import main_demo  # noqa: PLC0415  (the live view loads only when used)
+
+    sys.exit(main_demo(duration=duration, ansi=ansi))
