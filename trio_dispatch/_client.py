@@ -28,13 +28,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, NamedTuple, TypeAlias, TypeVar, final
 
 import trio
+from frequenz.api.dispatch.v1 import dispatch_pb2 as pb2
 
 from . import _transport as transport
 from . import _validate as v
 from ._auth import auth_metadata
 from ._convert import (
     dispatch_data_to_proto,
-    dispatch_from_proto,
+    dispatch_from_pb2,
     end_criteria_to_proto,
     payload_to_proto,
     target_to_proto,
@@ -185,17 +186,18 @@ class DispatchClient:
             metadata=self._metadata(path),
         )
 
-    def _decode(self, msg: pb.Dispatch) -> Dispatch | None:
+    def _decode(self, msg: pb2.Dispatch) -> Dispatch | None:
         try:
-            return dispatch_from_proto(msg)
+            return dispatch_from_pb2(msg)
         except InvalidDispatchError as exc:
             self._skip(exc)
             return None
 
-    def _decode_or_raise(self, msg: pb.Dispatch | None) -> Dispatch:
-        if msg is None:
+    def _decode_or_raise(self, reply: Any) -> Dispatch:
+        # Replies are parsed with the official classes (see `_convert`).
+        if not reply.HasField("dispatch"):
             raise InvalidDispatchError(0, "the reply carries no dispatch")
-        return dispatch_from_proto(msg)
+        return dispatch_from_pb2(reply.dispatch)
 
     # -- the RPCs --------------------------------------------------------------------
 
@@ -248,16 +250,16 @@ class DispatchClient:
             dispatch_data=data,
             start_immediately=True if immediately else None,
         )
-        reply = await self._call(CREATE, request, pb.CreateMicrogridDispatchResponse)
-        return self._decode_or_raise(reply.dispatch)
+        reply = await self._call(CREATE, request, pb2.CreateMicrogridDispatchResponse)
+        return self._decode_or_raise(reply)
 
     async def get(self, microgrid_id: int, dispatch_id: int) -> Dispatch:
         """Fetch one dispatch; `DispatchApiError` with ``NOT_FOUND`` if it does not exist."""
         _check_microgrid(microgrid_id)
         v.integer("dispatch_id", dispatch_id, 0, 2**64 - 1)
         request = pb.GetMicrogridDispatchRequest(microgrid_id=microgrid_id, dispatch_id=dispatch_id)
-        reply = await self._call(GET, request, pb.GetMicrogridDispatchResponse)
-        return self._decode_or_raise(reply.dispatch)
+        reply = await self._call(GET, request, pb2.GetMicrogridDispatchResponse)
+        return self._decode_or_raise(reply)
 
     async def delete(self, microgrid_id: int, dispatch_id: int) -> None:
         """Delete one dispatch; `DispatchApiError` with ``NOT_FOUND`` if it does not exist."""
@@ -266,7 +268,7 @@ class DispatchClient:
         request = pb.DeleteMicrogridDispatchRequest(
             microgrid_id=microgrid_id, dispatch_id=dispatch_id
         )
-        await self._call(DELETE, request, pb.DeleteMicrogridDispatchResponse)
+        await self._call(DELETE, request, pb2.DeleteMicrogridDispatchResponse)
 
     async def update(
         self,
@@ -356,8 +358,8 @@ class DispatchClient:
             update_mask=pb_wkt.FieldMask(paths=paths),
             update=update,
         )
-        reply = await self._call(UPDATE, request, pb.UpdateMicrogridDispatchResponse)
-        return self._decode_or_raise(reply.dispatch)
+        reply = await self._call(UPDATE, request, pb2.UpdateMicrogridDispatchResponse)
+        return self._decode_or_raise(reply)
 
     def list(
         self,
@@ -443,13 +445,13 @@ class DispatchClient:
                 else pb_page.PaginationParams(page_token=token)
             ),
         )
-        reply = await self._call(LIST, paged, pb.ListMicrogridDispatchesResponse)
+        reply = await self._call(LIST, paged, pb2.ListMicrogridDispatchesResponse)
         decoded = (self._decode(d) for d in reply.dispatches)
         info = reply.pagination_info
         return DispatchPage(
             dispatches=tuple(d for d in decoded if d is not None),
-            total=0 if info is None else info.total_items,
-            next_page_token=(info.next_page_token or None) if info is not None else None,
+            total=info.total_items,
+            next_page_token=info.next_page_token or None,
         )
 
     @asynccontextmanager
@@ -474,19 +476,19 @@ class DispatchClient:
             self._channel,
             STREAM,
             request,
-            pb.StreamMicrogridDispatchesResponse,
+            pb2.StreamMicrogridDispatchesResponse,
             self._stream_item,
             metadata=self._metadata(STREAM),
             window=window,
         ) as receiver:
             yield receiver
 
-    def _stream_item(self, msg: pb.StreamMicrogridDispatchesResponse) -> StreamItem | None:
+    def _stream_item(self, msg: pb2.StreamMicrogridDispatchesResponse) -> StreamItem | None:
         event = int(msg.event)
         if event not in StreamEvent._value2member_map_:
             _log.warning("skipping a stream message with unknown event %d", event)
             return None
-        if msg.dispatch is None:
+        if not msg.HasField("dispatch"):
             self._skip(InvalidDispatchError(0, "stream message carries no dispatch"))
             return None
         dispatch = self._decode(msg.dispatch)

@@ -45,9 +45,11 @@ from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Final, Self
 
+from frequenz.api.dispatch.v1 import dispatch_pb2 as pb2
+
 from .. import _validate
 from .._convert import (
-    dispatch_from_proto,
+    dispatch_from_pb2,
     dispatch_to_proto,
     payload_from_proto,
     rule_from_proto,
@@ -100,10 +102,10 @@ def _from_sql(value: int) -> int:
 
 def _decode(dispatch_id: int, body: bytes) -> Dispatch:
     """The model dispatch of a stored row; the row's id is authoritative."""
-    msg = pb.Dispatch.parse(body)
-    if msg.metadata is not None:
+    msg = pb2.Dispatch.FromString(body)
+    if msg.HasField("metadata"):
         msg.metadata.dispatch_id = dispatch_id
-    return dispatch_from_proto(msg)
+    return dispatch_from_pb2(msg)
 
 
 class DispatchStore:
