@@ -48,7 +48,7 @@ from trio_dispatch._client import DispatchClient
 from trio_dispatch._proto.frequenz.api.dispatch import v1 as pb
 from trio_dispatch.server import _serve
 from trio_dispatch.server._serve import RunningServer, serve_dispatch_api
-from trio_dispatch.server._service import DispatchService, Encoded
+from trio_dispatch.server._service import DispatchService, Encoded, _field
 from trio_dispatch.testing import DEFAULT_EPOCH, WallClock
 
 KEY = "test-key"
@@ -66,20 +66,6 @@ def at(m: float) -> datetime:
 
 
 # -- the server ----------------------------------------------------------------------------
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
 
 
 class ServiceHooks:
