@@ -31,6 +31,13 @@ from ._exceptions import DispatchApiError as DispatchApiError
 from ._exceptions import DispatchConnectionError as DispatchConnectionError
 from ._exceptions import DispatchError as DispatchError
 from ._exceptions import InvalidDispatchError as InvalidDispatchError
+from ._managed import ManagedInfo as ManagedInfo
+from ._managed import ManagedStatistics as ManagedStatistics
+from ._merge import Members as Members
+from ._merge import MergeByType as MergeByType
+from ._merge import MergeByTypeTarget as MergeByTypeTarget
+from ._merge import MergedStatus as MergedStatus
+from ._merge import MergeStrategy as MergeStrategy
 from ._model import Dispatch as Dispatch
 from ._payload import MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES
 from ._payload import MAX_PAYLOAD_DEPTH as MAX_PAYLOAD_DEPTH
@@ -73,6 +80,13 @@ __all__ = [
     "InverterType",
     "LifecycleEvent",
     "LifecycleEvents",
+    "ManagedInfo",
+    "ManagedStatistics",
+    "Members",
+    "MergeByType",
+    "MergeByTypeTarget",
+    "MergeStrategy",
+    "MergedStatus",
     "Receiver",
     "ReceiverStatistics",
     "RecurrenceRule",

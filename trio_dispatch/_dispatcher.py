@@ -15,6 +15,9 @@ Theory of operation. The dispatcher owns a nursery with two tasks around one pur
   capped at `MAX_SLEEP` so a step of the system clock is noticed.
 
 Publishing never blocks: each receiver has its own coalescing queue (`_broadcast`).
+A merged receiver also has its own `Merger` (`_merge`), fed the running statuses of each
+trigger (a deadline, a server message) as one batch; `manage` (`_managed`) runs tasks
+off such a receiver.
 Leaving the ``async with`` in any way cancels both tasks, ends every receiver with
 `trio.EndOfChannel` (after what is queued) and closes the connection. An error from a
 background task propagates out of the ``async with`` as itself, not wrapped in an
@@ -27,11 +30,11 @@ import enum
 import logging
 import math
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Hashable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Final, final
+from typing import Final, final, overload
 
 import trio
 import trio_util
@@ -40,6 +43,8 @@ from ._broadcast import Broadcast, Receiver, ReceiverStatistics
 from ._client import DispatchClient, StreamEvent, StreamItem, open_client, system_clock
 from ._events import Created, Deleted, LifecycleEvent, RunningStatus, Updated
 from ._exceptions import DispatchApiError, DispatchConnectionError, InvalidDispatchError
+from ._managed import ManagedRun, ManagedStatistics, manage
+from ._merge import MergeByType, MergedStatus, Merger, MergeStrategy
 from ._model import Dispatch
 from ._scheduler import Scheduler, Transition
 
@@ -101,6 +106,8 @@ class DispatcherStatistics:
     """Successful re-syncs after a lost stream (not attempts)."""
     invalid_dispatches: int
     receivers: tuple[ReceiverStatistics, ...]
+    managed: tuple[ManagedStatistics, ...] = ()
+    """One record per running `Dispatcher.manage` call, by type."""
 
 
 @final
@@ -122,6 +129,12 @@ class Backoff:
         return full * (1.0 - self.jitter * rng.random())
 
 
+DEFAULT_RESTART_BACKOFF: Final = Backoff(base=1.0, cap=60.0, jitter=0.0)
+"""How `Dispatcher.manage` spaces restarts of a failing task: 1 s, 2 s, 4 s ... 60 s."""
+
+_BY_TYPE: Final = MergeByType()
+
+
 def _dispatch_id(item: LifecycleEvent | RunningStatus) -> int:
     return item.dispatch.id
 
@@ -130,6 +143,23 @@ def _dispatch_id_and_type(status: RunningStatus) -> tuple[int, str]:
     # A type change is a stop of the old type and a start of the new one: coalescing
     # must keep both, or an actor of the old type would never see its stop.
     return status.dispatch.id, status.dispatch.type
+
+
+def _merged_identity(status: MergedStatus) -> Hashable:
+    return status.identity
+
+
+def _accept_all(status: MergedStatus) -> bool:
+    return True
+
+
+@dataclass(slots=True)
+class _MergedFeed:
+    """One merged receiver: its filter, its own merger, and the queue it fills."""
+
+    accept: Callable[[RunningStatus], bool]
+    merger: Merger
+    out: Broadcast[MergedStatus]
 
 
 @final
@@ -170,11 +200,34 @@ class RunningStatusChanges:
     def __init__(self, dispatcher: Dispatcher) -> None:
         self._dispatcher = dispatcher
 
-    def new_receiver(self, *, type: str | None = None) -> Receiver[RunningStatus]:
+    @overload
+    def new_receiver(
+        self, *, type: str | None = None, merge: None = None
+    ) -> Receiver[RunningStatus]: ...
+    @overload
+    def new_receiver(
+        self, *, type: str | None = None, merge: MergeStrategy
+    ) -> Receiver[MergedStatus]: ...
+    def new_receiver(
+        self, *, type: str | None = None, merge: MergeStrategy | None = None
+    ) -> Receiver[RunningStatus] | Receiver[MergedStatus]:
         """A receiver of running-status changes, optionally only of dispatches of `type`.
 
         It first gets the dispatches running right now (as last decided), and only this
         receiver gets them.
+
+        With a `merge` strategy (`MergeByType`, `MergeByTypeTarget` or your own), it
+        gets `MergedStatus` items instead: one start when the first dispatch of an
+        identity starts, a reconfiguration whenever a member joins, leaves or changes
+        while others run, and one stop when the last member stops. It first gets a
+        start for each identity running right now. See ``docs/managed.md``.
+
+        Example:
+            >>> with dispatcher.running_status_change.new_receiver(
+            ...     type="BATTERY", merge=MergeByType()
+            ... ) as runs:
+            ...     async for run in runs:
+            ...         print(run.identity, run.started, run.until, run.members.ids)
         """
 
         def accept(status: RunningStatus) -> bool:
@@ -182,7 +235,16 @@ class RunningStatusChanges:
 
         d = self._dispatcher
         initial = [s for s in d._scheduler.running_statuses() if accept(s)]
-        return d._running.subscribe(accept, initial)
+        if merge is None:
+            return d._running.subscribe(accept, initial)
+        merger = Merger(merge)
+        out: Broadcast[MergedStatus] = Broadcast(_merged_identity, d._buffer_size)
+        receiver = out.subscribe(_accept_all, merger.feed(initial))
+        if d._closed:
+            out.end()
+        else:
+            d._merged.append(_MergedFeed(accept, merger, out))
+        return receiver
 
 
 @final
@@ -204,6 +266,10 @@ class Dispatcher:
         self._backoff = backoff
         self._rng = random.Random()
         self._scheduler = Scheduler()
+        self._buffer_size = buffer_size
+        self._merged: list[_MergedFeed] = []
+        self._managers: dict[str, Callable[[], ManagedStatistics]] = {}
+        self._closed = False
         self._lifecycle: Broadcast[LifecycleEvent] = Broadcast(_dispatch_id, buffer_size)
         self._running: Broadcast[RunningStatus] = Broadcast(_dispatch_id_and_type, buffer_size)
         self._wakeup = trio.Event()
@@ -233,6 +299,7 @@ class Dispatcher:
         """Counters: events emitted, reconnects, invalid dispatches, receiver queues."""
         stats = [r.statistics() for r in self._lifecycle.receivers]
         stats += [r.statistics() for r in self._running.receivers]
+        stats += [r.statistics() for f in self._merged for r in f.out.receivers]
         return DispatcherStatistics(
             dispatches=len(self._scheduler),
             lifecycle_events=self._lifecycle.published,
@@ -240,17 +307,101 @@ class Dispatcher:
             reconnects=self._reconnects,
             invalid_dispatches=self._client.invalid_dispatches,
             receivers=tuple(stats),
+            managed=tuple(self._managers[t]() for t in sorted(self._managers)),
+        )
+
+    # -- managed tasks -------------------------------------------------------------------
+
+    async def manage(
+        self,
+        type: str,
+        run: ManagedRun,
+        *,
+        merge: MergeStrategy = _BY_TYPE,
+        grace: timedelta | None = None,
+        restart_backoff: Backoff = DEFAULT_RESTART_BACKOFF,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Run ``run(info, updates)`` exactly while dispatches of `type` run.
+
+        Actors should not hand-write start/stop/reconfigure loops: this runs one task
+        per running identity (per `merge` strategy: by default all dispatches of `type`
+        with the same ``dry_run`` form one run), in a nursery of its own, until
+        cancelled or until the dispatcher closes. Start it in your nursery.
+
+        * `info` (`ManagedInfo`): target, payload, dry_run, until and the dispatch ids
+          of the run. `updates` delivers a newer `ManagedInfo` when the running
+          identity is reconfigured (latest value only); the task is not restarted.
+        * When the identity stops, the task is cancelled. With `grace`, `updates` ends
+          first (``async for`` leaves its loop) and the task has `grace` to return
+          before it is cancelled. A stop is complete before the same identity starts
+          again.
+        * A task that raises is logged (logger ``trio_dispatch``) and restarted, after
+          `restart_backoff` delays, while its identity still runs. It never takes the
+          dispatcher or this call down.
+        * Identities running when this is called get their tasks at once; with
+          ``await nursery.start(dispatcher.manage, ...)`` they are started when it
+          returns. Counters are in ``dispatcher.statistics().managed``.
+
+        Args:
+            type: the dispatch type to run tasks for.
+            run: ``async def run(info, updates)``.
+            merge: which dispatches form one run (`MergeByType`, `MergeByTypeTarget`,
+                or any `MergeStrategy`).
+            grace: how long a stopping task may take to finish by itself.
+            restart_backoff: delays between restarts of a failing task (jitter 0 by
+                default: restarts happen at predictable times).
+            task_status: for ``nursery.start``.
+
+        Raises:
+            RuntimeError: `type` is already managed on this dispatcher.
+            ValueError: bad `type` or `grace`.
+            TypeError: `run`, `merge` or `restart_backoff` of the wrong kind.
+
+        Example:
+            >>> async def run_battery(info, updates):
+            ...     actor = start_actor(info.target, info.payload)
+            ...     async for info in updates:
+            ...         actor.reconfigure(info.target, info.payload)
+            >>> async with trio.open_nursery() as nursery:
+            ...     nursery.start_soon(dispatcher.manage, "BATTERY", run_battery)
+        """
+        await manage(
+            self,
+            type,
+            run,
+            merge=merge,
+            grace=grace,
+            restart_backoff=restart_backoff,
+            task_status=task_status,
         )
 
     # -- publishing ----------------------------------------------------------------------
 
     def _publish(self, transitions: list[Transition]) -> None:
+        statuses: list[RunningStatus] = []
         for item in transitions:
             if isinstance(item, RunningStatus):
                 self._running.publish(item)
+                statuses.append(item)
             else:
                 self._lifecycle.publish(item)
+        if statuses and self._merged:
+            self._publish_merged(statuses)
         self._wakeup.set()
+
+    def _publish_merged(self, batch: list[RunningStatus]) -> None:
+        # One batch per trigger (a deadline, a server message): see `_merge`, rule 3.
+        live: list[_MergedFeed] = []
+        for feed in self._merged:
+            if not feed.out.receivers:
+                continue  # its receiver was closed: drop the merger too
+            live.append(feed)
+            mine = [s for s in batch if feed.accept(s)]
+            if mine:
+                for merged in feed.merger.feed(mine):
+                    feed.out.publish(merged)
+        self._merged = live
 
     def _apply(self, item: StreamItem) -> None:
         now = self._clock()
@@ -260,8 +411,11 @@ class Dispatcher:
             self._publish(self._scheduler.upsert(item.dispatch, now))
 
     def _close(self) -> None:
+        self._closed = True
         self._lifecycle.end()
         self._running.end()
+        for feed in self._merged:
+            feed.out.end()
         self.connection.value = ConnectionState.CLOSED
 
     # -- tasks ---------------------------------------------------------------------------
@@ -324,8 +478,11 @@ class Dispatcher:
                     await trio.lowlevel.checkpoint()
 
     def _publish_due(self) -> None:
-        for status in self._scheduler.advance(self._clock()):
+        statuses = self._scheduler.advance(self._clock())
+        for status in statuses:
             self._running.publish(status)
+        if statuses and self._merged:
+            self._publish_merged(statuses)
 
 
 def _single_error(group: BaseExceptionGroup[BaseException]) -> BaseException | None:
