@@ -96,3 +96,14 @@ async def test_seed_example_drives_an_actor(
     ]
     printed = capsys.readouterr().out.splitlines()
     assert printed == [f"Executing dispatch {demo.id}, due on {start}"] * 2
+
+
+def test_readme_managed_example_is_the_one_the_docs_test_runs() -> None:
+    def block(path: Path) -> str:
+        match = re.search(
+            r"<!-- managed-example:.*?-->\n```python\n(.*?)```", path.read_text(), re.DOTALL
+        )
+        assert match is not None, f"{path.name} lost its managed-example block"
+        return match.group(1)
+
+    assert block(README) == block(README.parent / "docs" / "managed.md")
