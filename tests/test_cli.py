@@ -40,15 +40,9 @@ from trio_dispatch import (
     TargetIds,
     Weekday,
 )
-from trio_dispatch._cli import (
-    cli,
+from trio_dispatch._cli import cli
+from trio_dispatch._cli_input import (
     default_database_path,
-    describe_recurrence,
-    dispatch_to_json,
-    format_duration,
-    format_record,
-    format_table,
-    format_target,
     parse_duration,
     parse_ids,
     parse_int_list,
@@ -57,6 +51,14 @@ from trio_dispatch._cli import (
     parse_target,
     parse_time,
     parse_weekdays,
+)
+from trio_dispatch._cli_output import (
+    describe_recurrence,
+    dispatch_to_json,
+    format_duration,
+    format_record,
+    format_table,
+    format_target,
 )
 
 NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)

@@ -3,13 +3,16 @@
 People type times, durations and targets the way they think of them (``in 1h30m``,
 ``15m``, ``battery:li_ion``); scripts want JSON and exit codes they can rely on. This
 module is the translation between the two and the public API (`open_client`,
-`serve_dispatch_api`); it holds no dispatch logic of its own.
+`serve_dispatch_api`); it holds no dispatch logic of its own. Here are the click group,
+its parameter types, options and commands; the pure parsing of input is in
+`_cli_input`, the pure formatting of output in `_cli_output`.
 
 Rules:
 
-1. Parsing is done by small pure functions (``parse_*``) that raise `ValueError` with a
-   message fit for the user; click reports it against the option it came from, as a
-   usage error (exit 2). Times are relative to a ``now`` passed in, so they are testable.
+1. Parsing is done by small pure functions (``parse_*`` in `_cli_input`) that raise
+   `ValueError` with a message fit for the user; click reports it against the option it
+   came from, as a usage error (exit 2). Times are relative to a ``now`` passed in, so
+   they are testable.
 2. Naive ISO 8601 times are UTC, like every time of the dispatch API; an offset such
    as ``+02:00`` gives a time in another zone.
 3. Every command runs its async body in one `trio.run`. Errors end the command with
@@ -19,7 +22,7 @@ Rules:
 4. Long-running commands (``serve``, ``stream``) stop on SIGINT or SIGTERM by cancelling
    their nursery, and then exit 0.
 5. ``--json`` output uses the model's field names, ISO 8601 UTC times ending in ``Z``,
-   durations in seconds, and enum names in upper case.
+   durations in seconds, and enum names in upper case (`_cli_output`).
 
 More commands join the `cli` group with ``@cli.command()``; `main` is the entry point.
 """
@@ -34,7 +37,7 @@ import re
 import signal
 import sqlite3
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,45 +47,30 @@ import click
 import trio
 from click.core import ParameterSource
 
-from ._client import DispatchClient, SortField, SortOrder, StreamItem, open_client
+from ._cli_input import (
+    default_database_path,
+    parse_duration,
+    parse_ids,
+    parse_int_list,
+    parse_months,
+    parse_payload,
+    parse_target,
+    parse_time,
+    parse_weekdays,
+)
+from ._cli_output import dispatch_to_json, format_record, format_stream_line, format_table
+from ._client import DispatchClient, SortField, SortOrder, open_client
 from ._exceptions import DispatchApiError, DispatchConnectionError, InvalidDispatchError
 from ._model import Dispatch
-from ._payload import Payload, check_payload
+from ._payload import Payload
 from ._rule import EndCriteria, Frequency, RecurrenceRule, Weekday
-from ._target import (
-    BatteryType,
-    ComponentCategory,
-    EvChargerType,
-    InverterType,
-    Target,
-    TargetCategories,
-    TargetCategory,
-    TargetIds,
-)
+from ._target import Target
 from ._url import parse_server_url
 from .server._keys import ApiKey, KeyRing
 from .server._serve import serve_dispatch_api
 from .server._store import StoreError
 
-__all__ = [
-    "cli",
-    "default_database_path",
-    "describe_recurrence",
-    "dispatch_to_json",
-    "format_duration",
-    "format_record",
-    "format_table",
-    "format_target",
-    "main",
-    "parse_duration",
-    "parse_ids",
-    "parse_int_list",
-    "parse_months",
-    "parse_payload",
-    "parse_target",
-    "parse_time",
-    "parse_weekdays",
-]
+__all__ = ["cli", "main"]
 
 T = TypeVar("T")
 
@@ -93,556 +81,9 @@ DEFAULT_PORT: Final = 50051
 DEFAULT_URL: Final = f"grpc://{DEFAULT_HOST}:{DEFAULT_PORT}?ssl=false"
 """Where client commands connect unless told otherwise: a default ``serve``."""
 
-MAX_IDS: Final = 10_000
-"""Most dispatch ids one command line may name (a typo like ``1-1000000`` fails fast)."""
-
 EXIT_API: Final = 1
 EXIT_CONNECTION: Final = 2
 EXIT_INTERRUPTED: Final = 130
-
-
-# -- parsing: durations and times ----------------------------------------------------
-
-_SPAN = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
-_SPAN_UNITS: Final = (("w", 604_800), ("d", 86_400), ("h", 3_600), ("m", 60), ("s", 1))
-_DURATION_HELP: Final = "a number with a unit, like 90s, 15m, 1h30m or 2d"
-
-
-def _parse_span(text: str) -> timedelta | None:
-    """``1h30m`` as a timedelta; `None` if `text` is not in that form.
-
-    Raises:
-        OverflowError: too long for a timedelta.
-    """
-    compact = re.sub(r"\s+", "", text.lower())
-    match = _SPAN.fullmatch(compact)
-    if not compact or match is None:
-        return None
-    groups = zip(match.groups(), _SPAN_UNITS, strict=True)
-    return timedelta(seconds=sum(int(n) * unit for n, (_, unit) in groups if n))
-
-
-def parse_duration(text: str) -> timedelta | None:
-    """Parse a duration: ``90s``, ``15m``, ``1h30m``, ``2d``, ``1w``; ``none`` for `None`.
-
-    Units (w, d, h, m, s) come largest first, each at most once; case and spaces do not
-    matter. `None` means "no duration": the dispatch runs until it is changed.
-
-    Example:
-        >>> parse_duration("1h30m")
-        datetime.timedelta(seconds=5400)
-    """
-    if text.strip().lower() == "none":
-        return None
-    try:
-        span = _parse_span(text)
-    except OverflowError:
-        raise ValueError(f"{text!r} is too long") from None
-    if span is None:
-        raise ValueError(f"{text!r} is not a duration: use {_DURATION_HELP}, or 'none'")
-    return span
-
-
-def format_duration(duration: timedelta | None) -> str:
-    """The short form `parse_duration` reads: ``1h30m``, ``2d``, ``0s``, ``none``."""
-    if duration is None:
-        return "none"
-    seconds = int(duration.total_seconds())
-    parts: list[str] = []
-    for unit, size in _SPAN_UNITS[1:]:  # days at most: "14d" reads better than "2w"
-        count, seconds = divmod(seconds, size)
-        if count:
-            parts.append(f"{count}{unit}")
-    return "".join(parts) or "0s"
-
-
-_TIME_HELP: Final = (
-    "use 'now', 'in 1h30m', '2h ago' or ISO 8601 like 2030-01-01T08:00 "
-    "(UTC unless it has an offset)"
-)
-
-
-def parse_time(text: str, *, now: datetime) -> datetime:
-    """Parse a time: ``now``, ``in 10m``, ``2h ago`` or ISO 8601; return it in UTC.
-
-    Relative times count from `now` (timezone-aware). An ISO 8601 time without an offset
-    is UTC, like every time in the dispatch API; a date alone is midnight UTC.
-
-    Example:
-        >>> parse_time("in 1h30m", now=datetime(2030, 1, 1, tzinfo=UTC))
-        datetime.datetime(2030, 1, 1, 1, 30, tzinfo=datetime.timezone.utc)
-    """
-    stripped = text.strip()
-    lower = stripped.lower()
-    if lower == "now":
-        return now.astimezone(UTC)
-    relative = re.fullmatch(r"in\s+(.+)", lower)
-    match = relative or re.fullmatch(r"(.+?)\s+ago", lower)
-    if match is not None:
-        span_text = match.group(1)
-        try:
-            span = _parse_span(span_text)
-            moved = None if span is None else (now + span if relative else now - span)
-        except OverflowError:
-            raise ValueError(f"{text!r} is too far from now") from None
-        if moved is None:
-            raise ValueError(
-                f"{text!r} is not a time: {span_text!r} is not a duration; use {_DURATION_HELP}"
-            )
-        return moved.astimezone(UTC)
-    try:
-        parsed = datetime.fromisoformat(stripped)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a time: {_TIME_HELP}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
-
-
-# -- parsing: lists, ids, targets, payloads --------------------------------------------
-
-
-def _items(text: str) -> list[str]:
-    """Split ``a, b,c`` into items; an empty item is an error."""
-    items = [item.strip() for item in text.split(",")]
-    if not all(items):
-        raise ValueError(f"{text!r} has an empty item; separate items with single commas")
-    return items
-
-
-_RANGE = re.compile(r"(-?[0-9a-z]+)(?:-(-?[0-9a-z]+))?")
-
-
-def parse_int_list(
-    text: str,
-    *,
-    allowed: range | frozenset[int],
-    what: str,
-    names: Mapping[str, int] | None = None,
-) -> tuple[int, ...]:
-    """Parse ``8,20`` or ``9-17`` (ranges inclusive) into sorted unique ints.
-
-    ``none`` gives an empty tuple. Values must be in `allowed`, described by `what` in
-    errors (e.g. ``"0..59"``); `names` maps words (such as month names) to values.
-
-    Example:
-        >>> parse_int_list("0,15-17", allowed=range(60), what="0..59")
-        (0, 15, 16, 17)
-    """
-    if text.strip().lower() == "none":
-        return ()
-    names = names or {}
-
-    def value(token: str) -> int:
-        if token in names:
-            return names[token]
-        try:
-            number = int(token)
-        except ValueError:
-            raise ValueError(f"{token!r} is not a number in {what}") from None
-        if number not in allowed:
-            raise ValueError(f"{number} is not in {what}")
-        return number
-
-    out: set[int] = set()
-    for item in _items(text.lower()):
-        match = _RANGE.fullmatch(item)
-        if match is None:
-            raise ValueError(f"{item!r} is not a number or range in {what}")
-        first = value(match.group(1))
-        if match.group(2) is None:
-            out.add(first)
-            continue
-        last = value(match.group(2))
-        if last < first:
-            raise ValueError(f"range {item!r} ends before it starts")
-        out.update(n for n in range(first, last + 1) if n in allowed)
-    return tuple(sorted(out))
-
-
-_MONTHS: Final = (
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-)
-_MONTH_NAMES: Final = {
-    **{name: n for n, name in enumerate(_MONTHS, 1)},
-    **{name[:3]: n for n, name in enumerate(_MONTHS, 1)},
-}
-
-
-def parse_months(text: str) -> tuple[int, ...]:
-    """Parse months: ``1,6``, ``jan,jul``, ``jun-aug``; ``none`` for no months."""
-    return parse_int_list(text, allowed=range(1, 13), what="1..12 or jan..dec", names=_MONTH_NAMES)
-
-
-_DAYS: Final = tuple(day for day in Weekday if day is not Weekday.UNSPECIFIED)
-_DAY_NAMES: Final = {
-    **{day.name.lower(): day for day in _DAYS},
-    **{day.name.lower()[:3]: day for day in _DAYS},
-}
-
-
-def parse_weekdays(text: str) -> tuple[Weekday, ...]:
-    """Parse weekdays: ``mon,fri``, ``monday``, ``mon-fri``; ``none`` for no days.
-
-    A range may wrap around the week: ``fri-mon`` is Friday to Monday.
-
-    Example:
-        >>> parse_weekdays("sat-sun")
-        (<Weekday.SATURDAY: 6>, <Weekday.SUNDAY: 7>)
-    """
-    if text.strip().lower() == "none":
-        return ()
-
-    def day(token: str) -> Weekday:
-        try:
-            return _DAY_NAMES[token]
-        except KeyError:
-            raise ValueError(f"{token!r} is not a weekday; use mon, tue, ... sun") from None
-
-    out: set[Weekday] = set()
-    for item in _items(text.lower()):
-        first_name, dash, last_name = item.partition("-")
-        first = day(first_name.strip())
-        if not dash:
-            out.add(first)
-            continue
-        last = day(last_name.strip())
-        span = (last - first) % 7
-        out.update(_DAYS[(first - 1 + i) % 7] for i in range(span + 1))
-    return tuple(sorted(out))
-
-
-def parse_ids(texts: Iterable[str]) -> tuple[int, ...]:
-    """Parse dispatch ids: ``3``, ``3-7`` (inclusive), ``1,4``; unique, in given order.
-
-    Example:
-        >>> parse_ids(["7", "1-3", "2"])
-        (7, 1, 2, 3)
-    """
-    out: dict[int, None] = {}
-    for text in texts:
-        for item in _items(text):
-            match = re.fullmatch(r"(\d+)(?:\s*-\s*(\d+))?", item)
-            if match is None:
-                raise ValueError(f"{item!r} is not a dispatch id or a range like 3-7")
-            first = int(match.group(1))
-            last = first if match.group(2) is None else int(match.group(2))
-            if last < first:
-                raise ValueError(f"range {item!r} ends before it starts")
-            if last >= 2**64:
-                raise ValueError(f"{item!r}: dispatch ids are at most 2**64-1")
-            if len(out) + last - first + 1 > MAX_IDS:
-                raise ValueError(f"too many ids: at most {MAX_IDS} at once")
-            out.update(dict.fromkeys(range(first, last + 1)))
-    return tuple(out)
-
-
-_SUBTYPES: Final[dict[ComponentCategory, type[BatteryType | InverterType | EvChargerType]]] = {
-    ComponentCategory.BATTERY: BatteryType,
-    ComponentCategory.INVERTER: InverterType,
-    ComponentCategory.EV_CHARGER: EvChargerType,
-}
-
-
-def _name(member: ComponentCategory | BatteryType | InverterType | EvChargerType) -> str:
-    return member.name.lower()
-
-
-def _known(enum_type: type[ComponentCategory | BatteryType | InverterType | EvChargerType]) -> str:
-    return ", ".join(_name(m) for m in enum_type if m.name != "UNSPECIFIED")
-
-
-def parse_target(text: str) -> Target:
-    """Parse a target: component ids (``1,2,3``) or categories (``battery:li_ion,meter``).
-
-    Category and subtype names are those of the enums, in any case, with ``-`` or
-    ``_``. ``none`` is the empty target (no ids).
-
-    Example:
-        >>> parse_target("inverter:pv")
-        TargetCategories(categories=frozenset({TargetCategory(category=<ComponentCategory.INVERTER: 3>, type=<InverterType.PV: 2>)}))
-    """  # noqa: E501
-    if text.strip().lower() == "none":
-        return TargetIds(ids=frozenset())
-    items = _items(text)
-    numeric = [item.isdigit() for item in items]
-    if all(numeric):
-        ids = frozenset(int(item) for item in items)
-        if max(ids) >= 2**64:
-            raise ValueError(f"{text!r}: component ids are at most 2**64-1")
-        return TargetIds(ids=ids)
-    if any(numeric):
-        raise ValueError(
-            f"{text!r} mixes component ids and categories; a target is one or the other"
-        )
-    categories: set[TargetCategory] = set()
-    for item in items:
-        category_name, colon, type_name = item.lower().replace("-", "_").partition(":")
-        try:
-            category = ComponentCategory[category_name.strip().upper()]
-        except KeyError:
-            category = ComponentCategory.UNSPECIFIED
-        if category is ComponentCategory.UNSPECIFIED:
-            raise ValueError(
-                f"{category_name.strip()!r} is not a component category; "
-                f"use one of {_known(ComponentCategory)}"
-            )
-        if not colon:
-            categories.add(TargetCategory(category=category))
-            continue
-        subtypes = _SUBTYPES.get(category)
-        if subtypes is None:
-            raise ValueError(f"category {_name(category)!r} has no subtypes")
-        try:
-            subtype = subtypes[type_name.strip().upper()]
-        except KeyError:
-            subtype = subtypes.UNSPECIFIED
-        if subtype.name == "UNSPECIFIED":
-            raise ValueError(
-                f"{type_name.strip()!r} is not a {_name(category)} type; "
-                f"use one of {_known(subtypes)}"
-            )
-        categories.add(TargetCategory(category=category, type=subtype))
-    return TargetCategories(categories=frozenset(categories))
-
-
-def parse_payload(text: str) -> Payload:
-    """Parse a payload: a JSON object, within the API's size and nesting limits.
-
-    Example:
-        >>> parse_payload('{"power": 1000}')
-        {'power': 1000}
-    """
-    try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ValueError(
-            f"must be a JSON object like '{{\"power\": 1000}}', got {type(document).__name__}"
-        )
-    try:
-        return check_payload(document)
-    except TypeError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def default_database_path(environ: Mapping[str, str], home: Path) -> Path:
-    """Where ``serve`` keeps its database unless told: the user's XDG data directory.
-
-    ``$XDG_DATA_HOME/trio-dispatch/dispatches.sqlite3``, or under ``~/.local/share``
-    when the variable is unset or not absolute (as the XDG spec says).
-    """
-    base = environ.get("XDG_DATA_HOME", "")
-    data_home = Path(base) if base and Path(base).is_absolute() else home / ".local" / "share"
-    return data_home / "trio-dispatch" / "dispatches.sqlite3"
-
-
-# -- output ---------------------------------------------------------------------------
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _human_time(t: datetime | None) -> str:
-    return "-" if t is None else t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _whole_numbers(value: Any) -> Any:
-    """Payload numbers come back from the wire as floats; print whole ones as ints."""
-    if isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _whole_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_whole_numbers(v) for v in value]
-    return value
-
-
-def _sorted_categories(target: TargetCategories) -> list[TargetCategory]:
-    return sorted(target.categories, key=lambda c: (c.category.name, c.type.name if c.type else ""))
-
-
-def _target_json(target: Target) -> dict[str, Any]:
-    if isinstance(target, TargetIds):
-        return {"ids": sorted(target.ids)}
-    return {
-        "categories": [
-            {"category": c.category.name, "type": None if c.type is None else c.type.name}
-            for c in _sorted_categories(target)
-        ]
-    }
-
-
-def _rule_json(rule: RecurrenceRule | None) -> dict[str, Any] | None:
-    if rule is None:
-        return None
-    end = rule.end_criteria
-    return {
-        "frequency": rule.frequency.name,
-        "interval": rule.interval,
-        "end_criteria": None if end is None else {"count": end.count, "until": _iso(end.until)},
-        "byminutes": list(rule.byminutes),
-        "byhours": list(rule.byhours),
-        "byweekdays": [day.name for day in rule.byweekdays],
-        "bymonthdays": list(rule.bymonthdays),
-        "bymonths": list(rule.bymonths),
-    }
-
-
-def dispatch_to_json(dispatch: Dispatch) -> dict[str, Any]:
-    """Every field of `dispatch` as JSON-ready values (see the module rules)."""
-    duration = dispatch.duration
-    return {
-        "id": dispatch.id,
-        "type": dispatch.type,
-        "start_time": _iso(dispatch.start_time),
-        "duration": None if duration is None else int(duration.total_seconds()),
-        "target": _target_json(dispatch.target),
-        "active": dispatch.active,
-        "dry_run": dispatch.dry_run,
-        "payload": _whole_numbers(dispatch.payload),
-        "recurrence": _rule_json(dispatch.recurrence),
-        "create_time": _iso(dispatch.create_time),
-        "update_time": _iso(dispatch.update_time),
-        "end_time": _iso(dispatch.end_time),
-    }
-
-
-def format_target(target: Target) -> str:
-    """The short form `parse_target` reads: ``1,2,3`` or ``battery:li_ion,meter``."""
-    if isinstance(target, TargetIds):
-        return ",".join(str(i) for i in sorted(target.ids)) or "none"
-    return ",".join(
-        _name(c.category) + ("" if c.type is None else f":{_name(c.type)}")
-        for c in _sorted_categories(target)
-    )
-
-
-_EVERY: Final = {
-    Frequency.MINUTELY: ("every minute", "minutes"),
-    Frequency.HOURLY: ("hourly", "hours"),
-    Frequency.DAILY: ("daily", "days"),
-    Frequency.WEEKLY: ("weekly", "weeks"),
-    Frequency.MONTHLY: ("monthly", "months"),
-    Frequency.YEARLY: ("yearly", "years"),
-}
-
-
-def _compact(values: Sequence[int], label: Callable[[int], str] = str) -> str:
-    """Sorted values as a list the parsers read, runs of three or more as ranges."""
-    runs: list[list[int]] = []
-    for value in values:
-        if runs and value == runs[-1][-1] + 1:
-            runs[-1].append(value)
-        else:
-            runs.append([value])
-    return ",".join(
-        f"{label(run[0])}-{label(run[-1])}" if len(run) >= 3 else ",".join(map(label, run))
-        for run in runs
-    )
-
-
-def describe_recurrence(rule: RecurrenceRule | None) -> str:
-    """A one-line summary of a rule, e.g. ``every 2 days, hours 8,20, 10 times``."""
-    if rule is None or not rule.is_recurring:
-        return "once"
-    once, many = _EVERY[rule.frequency]
-    parts = [once if rule.interval == 1 else f"every {rule.interval} {many}"]
-
-    if rule.bymonths:
-        parts.append("months " + _compact(rule.bymonths, lambda m: _MONTHS[m - 1][:3]))
-    if rule.bymonthdays:
-        parts.append("monthdays " + _compact(rule.bymonthdays))
-    if rule.byweekdays:
-        parts.append("on " + _compact(rule.byweekdays, lambda d: Weekday(d).name.lower()[:3]))
-    if rule.byhours:
-        parts.append("hours " + _compact(rule.byhours))
-    if rule.byminutes:
-        parts.append("minutes " + _compact(rule.byminutes))
-    end = rule.end_criteria
-    if end is not None and end.count is not None:
-        parts.append("1 time" if end.count == 1 else f"{end.count} times")
-    elif end is not None:
-        parts.append(f"until {_human_time(end.until)}")
-    return ", ".join(parts)
-
-
-_COLUMNS: Final = (
-    "ID",
-    "TYPE",
-    "START",
-    "DURATION",
-    "TARGET",
-    "ACTIVE",
-    "DRY-RUN",
-    "RECURRENCE",
-    "END",
-)
-
-
-def _yes(flag: bool) -> str:
-    return "yes" if flag else "no"
-
-
-def _row(dispatch: Dispatch) -> tuple[str, ...]:
-    return (
-        str(dispatch.id),
-        dispatch.type,
-        _human_time(dispatch.start_time),
-        format_duration(dispatch.duration),
-        format_target(dispatch.target),
-        _yes(dispatch.active),
-        _yes(dispatch.dry_run),
-        describe_recurrence(dispatch.recurrence),
-        "never" if dispatch.end_time is None else _human_time(dispatch.end_time),
-    )
-
-
-def format_table(dispatches: Iterable[Dispatch]) -> str:
-    """An aligned table of dispatches, one per line, under a header line."""
-    rows = [_COLUMNS, *(_row(d) for d in dispatches)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(_COLUMNS))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-def format_record(dispatch: Dispatch) -> str:
-    """One dispatch, one field per line (for ``get``, ``create`` and ``update``)."""
-    row = dict(zip(_COLUMNS, _row(dispatch), strict=True))
-    fields = [
-        ("id", row["ID"]),
-        ("type", row["TYPE"]),
-        ("start", row["START"]),
-        ("duration", row["DURATION"]),
-        ("target", row["TARGET"]),
-        ("active", row["ACTIVE"]),
-        ("dry-run", row["DRY-RUN"]),
-        ("recurrence", row["RECURRENCE"]),
-        ("end", row["END"]),
-        ("payload", json.dumps(_whole_numbers(dispatch.payload), ensure_ascii=False)),
-        ("created", _human_time(dispatch.create_time)),
-        ("updated", _human_time(dispatch.update_time)),
-    ]
-    return "\n".join(f"{name:<11} {value}" for name, value in fields)
-
-
-def _echo_json(value: Any) -> None:
-    click.echo(json.dumps(value, ensure_ascii=False))
 
 
 # -- running async bodies -------------------------------------------------------------
@@ -913,6 +354,10 @@ def _run_client(conn: Connection, work: Callable[[DispatchClient], Awaitable[Non
             await work(client)
 
     _run(body)
+
+
+def _echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False))
 
 
 def _show(dispatch: Dispatch, as_json: bool) -> None:
@@ -1296,13 +741,6 @@ def list_(
     _run_client(conn, work)
 
 
-def _stream_line(item: StreamItem, as_json: bool) -> str:
-    event = item.event.name.lower()
-    if as_json:
-        return json.dumps({"event": event, "dispatch": dispatch_to_json(item.dispatch)})
-    return f"{event:<7}  " + "  ".join(_row(item.dispatch))
-
-
 @cli.command()
 @_JSON_OPTION
 @_with_connection
@@ -1320,7 +758,7 @@ def stream(conn: Connection, *, as_json: bool) -> None:
             async with client.stream(conn.microgrid) as events:
                 click.echo(f"following microgrid {conn.microgrid}; stop with Ctrl-C", err=True)
                 async for item in events:
-                    click.echo(_stream_line(item, as_json))
+                    click.echo(format_stream_line(item, as_json))
             click.echo("the server ended the stream", err=True)
             nursery.cancel_scope.cancel()
 
