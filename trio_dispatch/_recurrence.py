@@ -136,6 +136,14 @@ class Run:
     """When it ends (UTC, exclusive); ``None`` for a dispatch that runs until changed."""
 
 
+_NOTHING: Final[frozenset[int]] = frozenset()
+
+
+def _frozen(values: tuple[int, ...]) -> frozenset[int]:
+    # Most by-parts are empty; sharing one empty set saves ~200 B per part per dispatch.
+    return frozenset(values) if values else _NOTHING
+
+
 @final
 class _Pattern:
     """A compiled recurring rule: occurrence search in integer seconds.
@@ -143,6 +151,31 @@ class _Pattern:
     `next(x, lim)` returns the first occurrence o with x <= o <= lim, `prev(x, lo)` the
     last one with lo <= o <= x; both expect the bounds to lie at or after dtstart.
     """
+
+    # One per recurring dispatch, so kept small: no instance dict.
+    __slots__ = (
+        "_mcache",
+        "dt0",
+        "empty",
+        "freq",
+        "has_f",
+        "hours",
+        "hset",
+        "interval",
+        "mdays",
+        "minutes",
+        "month_list",
+        "months",
+        "mset",
+        "n0",
+        "next",
+        "offsets",
+        "prev",
+        "second",
+        "times",
+        "wd_only",
+        "wdays",
+    )
 
     def __init__(self, rule: RecurrenceRule, dt0: int) -> None:
         freq, i = rule.frequency, rule.interval
@@ -162,16 +195,16 @@ class _Pattern:
         self.dt0 = dt0
         self.freq = freq
         self.interval = i
-        self.months = frozenset(months)
+        self.months = _frozen(months)
         self.month_list = tuple(sorted(self.months))
         self.mdays = mdays
-        self.wdays = frozenset(wdays)
+        self.wdays = _frozen(wdays)
         self.has_f = bool(months or mdays or wdays)
         self.wd_only = bool(wdays) and not months and not mdays
         self._mcache: dict[int, tuple[int, ...]] = {}
         hours, minutes = rule.byhours, rule.byminutes
-        self.hours, self.hset = hours, frozenset(hours)
-        self.minutes, self.mset = minutes, frozenset(minutes)
+        self.hours, self.hset = hours, _frozen(hours)
+        self.minutes, self.mset = minutes, _frozen(minutes)
         self.second = second0
         # Times of day (DAILY and coarser) or offsets within the hour (HOURLY).
         self.times = tuple(
