@@ -67,7 +67,7 @@ Not applied to a clock with a true ``follows_trio_clock`` attribute (like
 waking every minute would make a simulated month cost 43,200 wake-ups.
 """
 
-SPIN: Final = 0.002
+SPIN: Final = 0.005
 """Seconds before a deadline at which the scheduler stops sleeping and yields instead."""
 
 DEFAULT_BUFFER_SIZE: Final = 1024

@@ -173,6 +173,8 @@ class Scheduler:
     ) -> list[RunningStatus]:
         dispatch = entry.dispatch
         run = dispatch.run_at(now)
+        # The next start after this decision: the status reports it, the deadline uses it.
+        next_run = dispatch.next_run_after(now if run is None else run.start + _TICK)
         was = entry.status.started if entry.status is not None else False
         out: list[RunningStatus] = []
         if was and previous is not None and previous.type != dispatch.type:
@@ -180,40 +182,39 @@ class Scheduler:
             was = False
         if run is None:
             if was:
-                out.append(_status(dispatch, None, now))
+                out.append(_status(dispatch, None, now, next_run))
         elif (
             not was
             or run != entry.run
             or (previous is not None and _reconfigured(previous, dispatch))
         ):
-            out.append(_status(dispatch, run, now))
+            out.append(_status(dispatch, run, now, next_run))
         if out:
             entry.status = out[-1]
         entry.run = run
-        self._schedule(entry, now, run)
+        self._schedule(entry, now, run, next_run)
         return out
 
-    def _schedule(self, entry: _Entry, now: datetime, run: Run | None) -> None:
+    def _schedule(
+        self, entry: _Entry, now: datetime, run: Run | None, next_run: datetime | None
+    ) -> None:
         self._generation += 1
         entry.generation = self._generation
         dispatch = entry.dispatch
         if dispatch.duration == timedelta(0):
             when = None  # never runs, so nothing ever changes with time
         elif run is None:
-            when = dispatch.next_run_after(now)
+            when = next_run
         else:
-            following = dispatch.next_run_after(run.start + _TICK)
-            ends = [t for t in (run.end, following) if t is not None]
+            ends = [t for t in (run.end, next_run) if t is not None]
             when = min(ends) if ends else None
         if when is not None:
             heapq.heappush(self._deadlines, (max(when, now), dispatch.id, entry.generation))
 
 
-def _status(dispatch: Dispatch, run: Run | None, now: datetime) -> RunningStatus:
-    if run is None:
-        next_run = dispatch.next_run_after(now)
-    else:
-        next_run = dispatch.next_run_after(run.start + _TICK)
+def _status(
+    dispatch: Dispatch, run: Run | None, now: datetime, next_run: datetime | None
+) -> RunningStatus:
     return RunningStatus(
         dispatch=dispatch,
         started=run is not None,
