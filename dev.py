@@ -10,6 +10,7 @@ Python >= 3.11 and pip. Everything else is installed into ``.venv`` beside this 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import venv
@@ -23,7 +24,15 @@ PY = BIN / "python"
 
 def _run(*args: str | Path) -> int:
     print("+", " ".join(str(a) for a in args), flush=True)
-    return subprocess.call([str(a) for a in args], cwd=ROOT)
+    child = subprocess.Popen([str(a) for a in args], cwd=ROOT)
+    while True:
+        try:
+            return child.wait()
+        except KeyboardInterrupt:
+            # Ctrl-C is the child's to handle (the demo stops cleanly on it); pass it on
+            # in case it reached only us, and wait for the child to finish.
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
 
 
 def _install() -> None:
