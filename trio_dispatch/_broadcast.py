@@ -18,7 +18,7 @@ from typing import Generic, TypeVar, final
 
 import trio
 
-__all__ = ["Broadcast", "Receiver", "ReceiverStatistics"]
+__all__ = ["Broadcast", "Receiver", "ReceiverStatistics", "receive_parked"]
 
 T = TypeVar("T")
 
@@ -106,15 +106,7 @@ class Receiver(trio.abc.ReceiveChannel[T], Generic[T]):
 
     async def receive(self) -> T:
         """Wait for the next item."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                item = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._lot.park()
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return item
+        return await receive_parked(self.receive_nowait, self._lot)
 
     def close(self) -> None:
         """Unsubscribe; further receives raise `trio.ClosedResourceError`."""
@@ -145,6 +137,23 @@ class Receiver(trio.abc.ReceiveChannel[T], Generic[T]):
         return ReceiverStatistics(
             queued=len(self._queue), peak=self._peak, coalesced=self._coalesced
         )
+
+
+async def receive_parked(receive_nowait: Callable[[], T], lot: trio.lowlevel.ParkingLot) -> T:
+    """The `receive` of a channel built on `receive_nowait` and a parking lot.
+
+    A full checkpoint, like trio's own channels: cancellation is checked first (nothing
+    is taken then), and an item that was taken is always returned.
+    """
+    await trio.lowlevel.checkpoint_if_cancelled()
+    while True:
+        try:
+            item = receive_nowait()
+        except trio.WouldBlock:
+            await lot.park()
+        else:
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            return item
 
 
 @final

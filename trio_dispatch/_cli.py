@@ -39,7 +39,7 @@ import sqlite3
 import sys
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any, Final, Literal, TypeVar
 
@@ -59,7 +59,7 @@ from ._cli_input import (
     parse_weekdays,
 )
 from ._cli_output import dispatch_to_json, format_record, format_stream_line, format_table
-from ._client import DispatchClient, SortField, SortOrder, open_client
+from ._client import DispatchClient, SortField, SortOrder, open_client, system_clock
 from ._exceptions import DispatchApiError, DispatchConnectionError, InvalidDispatchError
 from ._model import Dispatch
 from ._payload import Payload
@@ -202,12 +202,8 @@ class _Parsed(click.ParamType[Any]):
             self.fail(str(exc), param, ctx)
 
 
-def _now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
 def _time(text: str) -> datetime:
-    return parse_time(text, now=_now_utc())
+    return parse_time(text, now=system_clock())
 
 
 def _start(text: str) -> datetime | Literal["now"]:

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any, final
 
 import trio
 
+from ._broadcast import receive_parked
 from ._merge import Members, MergedStatus, MergeStrategy
 from ._target import Target
 
@@ -161,15 +162,7 @@ class _Updates(trio.abc.ReceiveChannel[ManagedInfo]):
 
     async def receive(self) -> ManagedInfo:
         """Wait for a newer `ManagedInfo`; `trio.EndOfChannel` when the run stops."""
-        await trio.lowlevel.checkpoint_if_cancelled()
-        while True:
-            try:
-                value = self.receive_nowait()
-            except trio.WouldBlock:
-                await self._lot.park()
-            else:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return value
+        return await receive_parked(self.receive_nowait, self._lot)
 
     def close(self) -> None:
         """Stop listening; further receives raise `trio.ClosedResourceError`."""

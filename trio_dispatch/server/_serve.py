@@ -15,7 +15,7 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Final, final
 
@@ -24,6 +24,7 @@ import grpclib.server
 import trio
 import trio_asyncio
 
+from .._client import system_clock
 from .._transport import asyncio_loop
 from ._keys import KeyRing
 from ._service import DispatchService, WireCodec
@@ -69,10 +70,6 @@ def _key_ring(keys: KeyRing | Iterable[str]) -> KeyRing:
     return KeyRing.of(*keys)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class _Server(grpclib.server.Server):
     """grpclib's server, remembering its connections so that stopping can close them.
 
@@ -104,7 +101,7 @@ async def serve_dispatch_api(
     database: str | Path = ":memory:",
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = system_clock,
     task_status: trio.TaskStatus[RunningServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve `frequenz.api.dispatch.v1.MicrogridDispatchService` until cancelled.
@@ -162,7 +159,7 @@ async def open_dispatch_server(
     database: str | Path = ":memory:",
     tls_cert: str | Path | None = None,
     tls_key: str | Path | None = None,
-    clock: Callable[[], datetime] = _utc_now,
+    clock: Callable[[], datetime] = system_clock,
 ) -> AsyncIterator[RunningServer]:
     """Run the server for the duration of the ``async with``; see `serve_dispatch_api`.
 
